@@ -1,0 +1,29 @@
+//! One module per GGUF block format: the `#[repr(C)]` block, its scalar
+//! reference (always compiled), and its SIMD versions (NEON, NEON+dotprod,
+//! AVX2, AVX-512), each selected through [`crate::Kernels`].
+//!
+//! Every module exposes `select(Backend) -> FormatKernels` (weight formats)
+//! and/or `select_act(Backend) -> ActKernels` (activation formats), returning
+//! the best implementation it has that does not exceed the given backend.
+
+use crate::dispatch::{ActKernels, Backend, FormatKernels};
+
+/// Weight formats pistil computes with, in GGUF id order.
+pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[];
+
+/// Activation formats (the right operand of a quantized dot product).
+pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[];
+
+/// A kernel whose dot product is the unit of work; [`gemv_rows`] turns it into
+/// a matrix-vector product over consecutive rows.
+pub(crate) trait VecDot {
+    fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32;
+}
+
+/// `out[r] = K::vec_dot(n, row r, a)`: the plain row loop, for formats whose
+/// SIMD code has no multi-row kernel.
+pub(crate) fn gemv_rows<K: VecDot>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = K::vec_dot(n, &w[r * row_bytes..(r + 1) * row_bytes], a);
+    }
+}

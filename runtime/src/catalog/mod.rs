@@ -1,0 +1,1 @@
+//! The model catalog (names → sources, sizes, sha256) and verified, resumable downloads.

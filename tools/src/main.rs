@@ -1,0 +1,67 @@
+//! `pistil`: run DeepSeek's distilled reasoning models offline on a Raspberry Pi.
+//!
+//! This is the command-line edge: argument parsing (clap), logging, and turning
+//! typed library errors into one clear line and a meaningful exit code.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pistil", version, about, long_about = None)]
+struct Cli {
+    /// Log more (-v info, -vv debug, -vvv trace). `RUST_LOG` also works.
+    #[arg(short = 'v', long = "log-verbose", action = clap::ArgAction::Count, global = true)]
+    log_verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a GGUF file holds and the memory a run needs.
+    Inspect(cmd::inspect::Args),
+    /// Download a model from the catalog into the model cache.
+    Pull(cmd::pull::Args),
+    /// Tokenize text with a model's own vocabulary and print the ids.
+    Tokenize(cmd::tokenize::Args),
+    /// Show the detected board, its profile, CPU features and chosen kernels.
+    Board(cmd::board::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_verbose);
+    let result = match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Pull(a) => cmd::pull::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Board(a) => cmd::board::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("pistil: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbosity: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
