@@ -349,6 +349,21 @@ mod tests {
         }
     }
 
+    /// `cargo xtask test` runs the suite under qemu with several CPU models and
+    /// says which backend each must pick (cortex-a53/a72: neon, a76: dotprod);
+    /// this proves one binary dispatches per CPU.
+    #[test]
+    fn picks_the_expected_backend() {
+        if let Ok(expected) = std::env::var("PISTIL_EXPECT_BACKEND") {
+            let best = CpuFeatures::detect().best();
+            assert_eq!(best.name(), expected.trim(), "features: {:?}", CpuFeatures::detect().names());
+            // The process-wide table follows the detection unless overridden.
+            if std::env::var_os("PISTIL_KERNELS").is_none() {
+                assert_eq!(Kernels::get().backend, best);
+            }
+        }
+    }
+
     #[test]
     fn parse_names() {
         for b in Backend::ALL {
