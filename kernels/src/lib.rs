@@ -19,5 +19,8 @@ pub mod dispatch;
 pub mod quants;
 pub mod types;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 pub use dispatch::{Backend, CpuFeatures, FormatKernels, Kernels};
 pub use types::GgmlType;
