@@ -8,11 +8,15 @@
 
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
+pub mod q8_k;
+
 /// Weight formats pistil computes with, in GGUF id order.
 pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[];
 
 /// Activation formats (the right operand of a quantized dot product).
-pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[];
+pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[
+    q8_k::select_act,
+];
 
 /// A kernel whose dot product is the unit of work; [`gemv_rows`] turns it into
 /// a matrix-vector product over consecutive rows.
