@@ -16,6 +16,8 @@
 //! Nothing here allocates in a hot loop, and nothing depends on `target-cpu`.
 
 pub mod dispatch;
+pub mod f16conv;
+pub mod pool;
 pub mod quants;
 pub mod types;
 
