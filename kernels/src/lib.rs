@@ -17,6 +17,7 @@
 
 pub mod dispatch;
 pub mod f16conv;
+pub mod matmul;
 pub mod pool;
 pub mod quants;
 pub mod types;
