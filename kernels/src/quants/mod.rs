@@ -8,13 +8,19 @@
 
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
+pub mod q8_0;
+pub mod q4_k;
 pub mod q8_k;
 
 /// Weight formats pistil computes with, in GGUF id order.
-pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[];
+pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
+    q8_0::select,
+    q4_k::select,
+];
 
 /// Activation formats (the right operand of a quantized dot product).
 pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[
+    q8_0::select_act,
     q8_k::select_act,
 ];
 

@@ -1,0 +1,920 @@
+//! Q8_0: 32 signed bytes and one f16 scale per block (`x = d * q`).
+//!
+//! Q8_0 is both a weight format (whole tensors in Gemma 3 files, the odd
+//! tensor of a Q4_K_M file) and the activation format of Q4_0, Q5_0, Q8_0 and
+//! IQ4_NL weights: the input row of a matmul is quantized to Q8_0 once, then
+//! every weight row is dotted with it in integer arithmetic, one f32 scale
+//! product per block.
+//!
+//! This file also holds the pieces every "32-element block × Q8_0/Q8_1"
+//! kernel shares: the bounds checks of the `vec_dot`/`gemv` contract, the
+//! multi-row `gemv` driver, and the per-architecture integer dot helpers.
+//!
+//! Activations are quantized with **x86 ggml's arithmetic on every backend**
+//! (`d = amax/127`, `id = 127/amax`, round half to even, x86 float→int
+//! conversion rules), so all paths produce the same bytes and match the
+//! activations of llama.cpp's x86 CPU backend. Weight files are written by
+//! ggml's other, reference quantizer ([`quantize_row_q8_0_ref`]: `id = 1/d`,
+//! round half away from zero).
+
+use crate::dispatch::{ActKernels, Backend, FormatKernels};
+use crate::quants::{gemv_rows, VecDot};
+use crate::types::GgmlType;
+use half::f16;
+
+/// Elements per block.
+pub const QK8_0: usize = 32;
+
+/// ggml's `block_q8_0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_0 {
+    /// delta
+    pub d: f16,
+    /// quants
+    pub qs: [i8; QK8_0],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const BLOCK_BYTES: usize = std::mem::size_of::<BlockQ8_0>();
+
+// ------------------------------------------------------- shared plumbing --
+
+/// Blocks of type `B` read from `bytes` (any alignment), in order; a partial
+/// trailing block is ignored.
+#[inline(always)]
+pub(crate) fn read_blocks<B: bytemuck::Pod>(bytes: &[u8]) -> impl Iterator<Item = B> + '_ {
+    bytes
+        .chunks_exact(std::mem::size_of::<B>())
+        .map(bytemuck::pod_read_unaligned::<B>)
+}
+
+/// Checks the [`crate::dispatch::VecDotFn`] contract for weights of type
+/// `wt` against activations of type `at` and returns the number of weight
+/// blocks. A violation is a bug in the caller (the model code sizes every
+/// buffer from validated tensor shapes), so it panics with the sizes.
+#[track_caller]
+pub(crate) fn check_vec_dot(wt: GgmlType, at: GgmlType, n: usize, w: &[u8], a: &[u8]) -> usize {
+    let (Some(wb), Some(ab)) = (wt.row_bytes(n), at.row_bytes(n)) else {
+        panic!("{wt}·{at} vec_dot: n = {n} is not a whole number of blocks");
+    };
+    assert!(
+        w.len() >= wb && a.len() >= ab,
+        "{wt}·{at} vec_dot of {n} values: weights {} bytes (need {wb}), activations {} bytes (need {ab})",
+        w.len(),
+        a.len()
+    );
+    n / wt.block_elems()
+}
+
+/// Checks the [`crate::dispatch::GemvFn`] contract (`rows` rows of `n` values,
+/// `row_bytes` apart) and returns the number of blocks per row.
+#[track_caller]
+pub(crate) fn check_gemv(
+    wt: GgmlType,
+    at: GgmlType,
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    rows: usize,
+) -> usize {
+    let nb = check_vec_dot(wt, at, n, w, a);
+    let need_row = nb * wt.block_bytes();
+    let need = match rows {
+        0 => Some(0),
+        _ => (rows - 1)
+            .checked_mul(row_bytes)
+            .and_then(|b| b.checked_add(need_row)),
+    };
+    assert!(
+        row_bytes >= need_row && need.is_some_and(|need| w.len() >= need),
+        "{wt} gemv of {rows} rows × {n}: row stride {row_bytes} (row needs {need_row}), weights {} bytes",
+        w.len()
+    );
+    nb
+}
+
+/// A SIMD kernel computing the dot products of `R` weight rows (row `r`
+/// starting at `w + r * row_bytes`) with one activation row `a`, `nb` blocks
+/// each.
+///
+/// # Safety
+/// The pointers must be valid for those reads, and the CPU must support the
+/// kernel's target features.
+pub(crate) type RowsKernel<const R: usize> =
+    unsafe fn(nb: usize, w: *const u8, row_bytes: usize, a: *const u8) -> [f32; R];
+
+/// `out[r]` = dot of row `r` with `a`, four rows at a time through `k4` (the
+/// activation blocks are loaded once for the four), the rest through `k1`.
+///
+/// # Safety
+/// `check_gemv` must have accepted the shapes (`nb` blocks per row,
+/// `out.len()` rows), and the CPU must support the kernels' target features.
+#[inline]
+pub(crate) unsafe fn run_gemv(
+    nb: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    out: &mut [f32],
+    k4: RowsKernel<4>,
+    k1: RowsKernel<1>,
+) {
+    let rows = out.len();
+    let mut r = 0;
+    while r + 4 <= rows {
+        // SAFETY: rows r..r+4 lie inside w (checked by check_gemv); CPU per the caller.
+        let v = unsafe { k4(nb, w.as_ptr().add(r * row_bytes), row_bytes, a.as_ptr()) };
+        out[r..r + 4].copy_from_slice(&v);
+        r += 4;
+    }
+    while r < rows {
+        // SAFETY: as above, one row.
+        out[r] = unsafe { k1(nb, w.as_ptr().add(r * row_bytes), row_bytes, a.as_ptr()) }[0];
+        r += 1;
+    }
+}
+
+/// The little-endian u16 at `p` (an f16 scale field).
+///
+/// # Safety
+/// `p` must be valid for reading 2 bytes.
+#[inline(always)]
+pub(crate) unsafe fn read_u16(p: *const u8) -> u16 {
+    // SAFETY: per the caller; read_unaligned has no alignment need.
+    u16::from_le(unsafe { (p as *const u16).read_unaligned() })
+}
+
+// ---------------------------------------------------------------- scalar --
+
+/// `y[i] = d * qs[i]`.
+pub fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
+    assert!(
+        y.len() % QK8_0 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK8_0,
+        "dequantize_row_q8_0: {} bytes cannot give {} values",
+        x.len(),
+        y.len()
+    );
+    for (b, out) in read_blocks::<BlockQ8_0>(x).zip(y.chunks_exact_mut(QK8_0)) {
+        let d = b.d.to_f32();
+        for (o, &q) in out.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+/// ggml's `quantize_row_q8_0_ref`, the quantizer of Q8_0 *files*:
+/// `d = amax/127`, `id = 1/d`, `q = round(x·id)` half away from zero.
+pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [u8]) {
+    check_quantize("quantize_row_q8_0_ref", x, y, BLOCK_BYTES);
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(BLOCK_BYTES)) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut b = BlockQ8_0 {
+            d: f16::from_f32(d),
+            qs: [0; QK8_0],
+        };
+        for (q, &v) in b.qs.iter_mut().zip(xb) {
+            *q = (v * id).round() as i8;
+        }
+        yb.copy_from_slice(bytemuck::bytes_of(&b));
+    }
+}
+
+#[track_caller]
+pub(crate) fn check_quantize(what: &str, x: &[f32], y: &[u8], block_bytes: usize) {
+    assert!(
+        x.len() % QK8_0 == 0 && y.len() / block_bytes >= x.len() / QK8_0,
+        "{what}: {} values (need a multiple of {QK8_0}) into {} bytes",
+        x.len(),
+        y.len()
+    );
+}
+
+/// x86's `cvtps2dq` on an already rounded value: out of range and NaN give
+/// `i32::MIN` ("integer indefinite").
+#[inline(always)]
+fn cvt_x86(v: f32) -> i32 {
+    if v.is_nan() || v.abs() >= 2_147_483_648.0 {
+        i32::MIN
+    } else {
+        v as i32
+    }
+}
+
+/// One activation block quantized with x86 ggml's arithmetic: returns the f32
+/// scale `d` (stored rounded to f16) and the quants.
+#[inline]
+pub(crate) fn quantize_block_x86(x: &[f32]) -> (f32, [i8; QK8_0]) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut qs = [0i8; QK8_0];
+    for (q, &v) in qs.iter_mut().zip(x) {
+        // packs_epi32 + packs_epi16: signed saturation to i8.
+        *q = cvt_x86((v * id).round_ties_even()).clamp(-128, 127) as i8;
+    }
+    (d, qs)
+}
+
+/// Quantizes an activation row to Q8_0 exactly as x86 ggml's
+/// `quantize_row_q8_0` does (`id = 127/amax`, round half to even). Every
+/// backend's quantizer produces these bytes (for finite inputs).
+pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
+    check_quantize("quantize_row_q8_0", x, y, BLOCK_BYTES);
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(BLOCK_BYTES)) {
+        let (d, qs) = quantize_block_x86(xb);
+        let b = BlockQ8_0 {
+            d: f16::from_f32(d),
+            qs,
+        };
+        yb.copy_from_slice(bytemuck::bytes_of(&b));
+    }
+}
+
+/// `Σ x·y` of a Q8_0 weight row and a Q8_0 activation row: per block the
+/// exact integer sum times `d_x·d_y` (ggml's `ggml_vec_dot_q8_0_q8_0`).
+/// Activation quants are in `[-127, 127]` (as the quantizers make them).
+pub fn vec_dot_q8_0_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let nb = check_vec_dot(GgmlType::Q8_0, GgmlType::Q8_0, n, x, y);
+    let xs = read_blocks::<BlockQ8_0>(x).take(nb);
+    let ys = read_blocks::<BlockQ8_0>(y);
+    let mut sumf = 0f32;
+    for (bx, by) in xs.zip(ys) {
+        let sumi: i32 = bx
+            .qs
+            .iter()
+            .zip(&by.qs)
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum();
+        sumf += sumi as f32 * (bx.d.to_f32() * by.d.to_f32());
+    }
+    sumf
+}
+
+// ------------------------------------------------------------------- x86 --
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    //! AVX2 building blocks shared by the Q*_0/Q*_1/IQ4_NL kernels, and Q8_0's own.
+    use super::{read_u16, BLOCK_BYTES, QK8_0};
+    pub(crate) use crate::f16conv::x86::h2f;
+    use core::arch::x86_64::*;
+
+    /// Sum of the 8 lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) fn hsum_ps(x: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+
+    /// `Σ xᵢ·yᵢ` of signed bytes in 8 i32 lanes (each lane: 4 products) as f32.
+    /// Exact when `y` has no -128 (`maddubs` then sums pairs of products of
+    /// magnitude ≤ 128·127 in i16 without saturating).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) fn mul_sum_i8_ps(x: __m256i, y: __m256i) -> __m256 {
+        // |x| as unsigned bytes, and y with x's sign: maddubs wants u8 × i8.
+        let ax = _mm256_sign_epi8(x, x);
+        let sy = _mm256_sign_epi8(y, x);
+        mul_sum_u8_i8_ps(ax, sy)
+    }
+
+    /// `Σ uᵢ·yᵢ` with `u` unsigned bytes, `y` signed, as 8 f32 lanes (exact
+    /// while `|u₀y₀ + u₁y₁| < 2¹⁵`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) fn mul_sum_u8_i8_ps(u: __m256i, y: __m256i) -> __m256 {
+        let dot = _mm256_maddubs_epi16(u, y);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+    }
+
+    /// 16 bytes of nibbles → 32 bytes in `0..16`: low nibbles first, then high
+    /// (ggml's element order within a 4-bit block).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 16 bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn nibbles_32(p: *const u8) -> __m256i {
+        // SAFETY: per the caller; unaligned load.
+        let t = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    /// The 32 bits at `p` spread to 32 bytes: byte `i` is 0xFF if bit `i` is set.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 4 bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn bits_32(p: *const u8) -> __m256i {
+        // SAFETY: per the caller.
+        let x = unsafe { (p as *const u32).read_unaligned() };
+        // Byte i of the result takes byte i/8 of x…
+        let shuf = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x as i32), shuf);
+        // …and is all-ones after OR-ing every bit but bit (i mod 8) iff that bit is set.
+        let mask = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+        _mm256_cmpeq_epi8(_mm256_or_si256(bytes, mask), _mm256_set1_epi64x(-1))
+    }
+
+    /// Q8_0 × Q8_0, `R` rows.
+    ///
+    /// # Safety
+    /// See [`super::RowsKernel`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot_rows<const R: usize>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for ib in 0..nb {
+            // SAFETY: block ib of a and of every row is in bounds (caller).
+            unsafe {
+                let ab = a.add(ib * BLOCK_BYTES);
+                let dy = h2f(read_u16(ab));
+                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
+                    let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
+                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
+                }
+            }
+        }
+        acc.map(|v| hsum_ps(v))
+    }
+
+    /// One block of x86 ggml's activation quantizer: returns the f32 `d` and
+    /// the 8 i32 lanes of quant sums (for Q8_1), storing the quants at `qs`.
+    ///
+    /// # Safety
+    /// `x` valid for reading 32 f32, `qs` for writing 32 bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn quantize_block(x: *const f32, qs: *mut u8) -> (f32, __m256i) {
+        // SAFETY: per the caller.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm256_loadu_ps(x),
+                _mm256_loadu_ps(x.add(8)),
+                _mm256_loadu_ps(x.add(16)),
+                _mm256_loadu_ps(x.add(24)),
+            )
+        };
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_andnot_ps(sign, v0);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v1));
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v2));
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v3));
+        let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        let amax = _mm_cvtss_f32(m4);
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<NEAREST>(_mm256_mul_ps(v0, id)));
+        let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<NEAREST>(_mm256_mul_ps(v1, id)));
+        let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<NEAREST>(_mm256_mul_ps(v2, id)));
+        let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<NEAREST>(_mm256_mul_ps(v3, id)));
+        let sums = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        // i32 → i16 → i8 with signed saturation; the packs work per 128-bit half,
+        // the permute restores element order.
+        let p01 = _mm256_packs_epi32(i0, i1);
+        let p23 = _mm256_packs_epi32(i2, i3);
+        let p = _mm256_packs_epi16(p01, p23);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: per the caller.
+        unsafe { _mm256_storeu_si256(qs as *mut __m256i, p) };
+        (d, sums)
+    }
+
+    /// Q8_0 activation row (x86 ggml's `quantize_row_q8_0`).
+    ///
+    /// # Safety
+    /// AVX2/FMA/F16C; `x.len()` a multiple of 32, `y` holding `x.len()/32` blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn quantize_row(x: &[f32], y: &mut [u8]) {
+        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(BLOCK_BYTES)) {
+            // SAFETY: xb has 32 floats, yb 34 bytes.
+            let (d, _) = unsafe { quantize_block(xb.as_ptr(), yb.as_mut_ptr().add(2)) };
+            yb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    //! AVX-512 VNNI (256-bit `vpdpbusd` through AVX-512VL) building blocks, and Q8_0's kernel.
+    use super::avx2::{h2f, hsum_ps};
+    use super::{read_u16, BLOCK_BYTES};
+    use core::arch::x86_64::*;
+
+    /// `Σ uᵢ·yᵢ` (u unsigned, y signed bytes) in 8 i32 lanes as f32: one `vpdpbusd`
+    /// (always exact: no 16-bit intermediate).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    pub(crate) fn mul_sum_u8_i8_ps(u: __m256i, y: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, y))
+    }
+
+    /// `Σ xᵢ·yᵢ` of signed bytes (y without -128), 8 lanes as f32.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    pub(crate) fn mul_sum_i8_ps(x: __m256i, y: __m256i) -> __m256 {
+        mul_sum_u8_i8_ps(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+    }
+
+    /// Q8_0 × Q8_0, `R` rows.
+    ///
+    /// # Safety
+    /// See [`super::RowsKernel`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(crate) unsafe fn dot_rows<const R: usize>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for ib in 0..nb {
+            // SAFETY: block ib of a and of every row is in bounds (caller).
+            unsafe {
+                let ab = a.add(ib * BLOCK_BYTES);
+                let dy = h2f(read_u16(ab));
+                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
+                    let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
+                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
+                }
+            }
+        }
+        acc.map(|v| hsum_ps(v))
+    }
+}
+
+// --------------------------------------------------------------- aarch64 --
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    //! ARMv8.0 NEON building blocks (no `sdot`) shared by the 32-block kernels, and Q8_0's.
+    use super::{quantize_block_x86, read_u16, BLOCK_BYTES, QK8_0};
+    pub(crate) use crate::f16conv::neon::h2f;
+    use core::arch::aarch64::*;
+
+    /// `Σ x·y` over 32 signed bytes (`x0,x1` × `y0,y1`) in 4 i32 lanes:
+    /// `smull`+`smlal` put two products in each i16 lane (|·| ≤ 2·128·127 <
+    /// 2¹⁵, so exact when one side has no -128), `sadalp` widens to i32.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) fn dot_i8x32(
+        x0: int8x16_t,
+        x1: int8x16_t,
+        y0: int8x16_t,
+        y1: int8x16_t,
+    ) -> int32x4_t {
+        let lo = vmlal_s8(
+            vmull_s8(vget_low_s8(x0), vget_low_s8(y0)),
+            vget_low_s8(x1),
+            vget_low_s8(y1),
+        );
+        let hi = vmlal_high_s8(vmull_high_s8(x0, y0), x1, y1);
+        vpadalq_s16(vpaddlq_s16(lo), hi)
+    }
+
+    /// Q8_0 × Q8_0, `R` rows.
+    ///
+    /// # Safety
+    /// See [`super::RowsKernel`].
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn dot_rows<const R: usize>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; R] {
+        let mut acc = [vdupq_n_f32(0.0); R];
+        for ib in 0..nb {
+            // SAFETY: block ib of a and of every row is in bounds (caller).
+            unsafe {
+                let ab = a.add(ib * BLOCK_BYTES);
+                let dy = h2f(read_u16(ab));
+                let y0 = vld1q_s8(ab.add(2) as *const i8);
+                let y1 = vld1q_s8(ab.add(18) as *const i8);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
+                    let x0 = vld1q_s8(wb.add(2) as *const i8);
+                    let x1 = vld1q_s8(wb.add(18) as *const i8);
+                    let p = dot_i8x32(x0, x1, y0, y1);
+                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
+                }
+            }
+        }
+        acc.map(|v| vaddvq_f32(v))
+    }
+
+    /// One activation block with x86 ggml's arithmetic (`vcvtnq` rounds half to
+    /// even like `_mm256_round_ps`); returns `d` and the sum of the quants.
+    ///
+    /// # Safety
+    /// `x` valid for reading 32 f32, `qs` for writing 32 bytes.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn quantize_block(x: *const f32, qs: *mut u8) -> (f32, i32) {
+        // SAFETY: per the caller.
+        let v: [float32x4_t; 8] = core::array::from_fn(|i| unsafe { vld1q_f32(x.add(4 * i)) });
+        let mut m = vabsq_f32(v[0]);
+        for vi in &v[1..] {
+            m = vmaxq_f32(m, vabsq_f32(*vi));
+        }
+        let amax = vmaxvq_f32(m);
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        if !id.is_finite() {
+            // amax below ~7.5e-37: x86 turns the infinite products into -128s;
+            // the portable twin reproduces that.
+            // SAFETY: per the caller.
+            let xs = unsafe { core::slice::from_raw_parts(x, QK8_0) };
+            let (d, q) = quantize_block_x86(xs);
+            // SAFETY: per the caller.
+            unsafe { core::ptr::copy_nonoverlapping(q.as_ptr() as *const u8, qs, QK8_0) };
+            return (d, q.iter().map(|&v| v as i32).sum());
+        }
+        let i: [int32x4_t; 8] = core::array::from_fn(|k| vcvtnq_s32_f32(vmulq_n_f32(v[k], id)));
+        let h: [int16x8_t; 4] =
+            core::array::from_fn(|k| vqmovn_high_s32(vqmovn_s32(i[2 * k]), i[2 * k + 1]));
+        let b0 = vqmovn_high_s16(vqmovn_s16(h[0]), h[1]);
+        let b1 = vqmovn_high_s16(vqmovn_s16(h[2]), h[3]);
+        let sum = vaddvq_s32(vpadalq_s16(
+            vpaddlq_s16(vaddq_s16(h[0], h[1])),
+            vaddq_s16(h[2], h[3]),
+        ));
+        // SAFETY: per the caller.
+        unsafe {
+            vst1q_s8(qs as *mut i8, b0);
+            vst1q_s8(qs.add(16) as *mut i8, b1);
+        }
+        (d, sum)
+    }
+
+    /// Q8_0 activation row.
+    ///
+    /// # Safety
+    /// NEON; `x.len()` a multiple of 32, `y` holding `x.len()/32` blocks.
+    #[target_feature(enable = "neon")]
+    pub(crate) unsafe fn quantize_row(x: &[f32], y: &mut [u8]) {
+        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(BLOCK_BYTES)) {
+            // SAFETY: xb has 32 floats, yb 34 bytes.
+            let (d, _) = unsafe { quantize_block(xb.as_ptr(), yb.as_mut_ptr().add(2)) };
+            yb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod dotprod {
+    //! NEON + ARMv8.2 `dotprod` building blocks, and Q8_0's kernel.
+    use super::neon::h2f;
+    use super::{read_u16, BLOCK_BYTES};
+    use core::arch::aarch64::*;
+    use core::arch::asm;
+
+    /// `acc[i] += Σ_{j<4} a[4i+j]·b[4i+j]` (`sdot`; `vdotq_s32` is not stable Rust).
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    pub(crate) fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: `sdot` is enabled by this function's target features; it only
+        // reads and writes the named vector registers.
+        unsafe {
+            asm!("sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                 acc = inout(vreg) acc, a = in(vreg) a, b = in(vreg) b,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        acc
+    }
+
+    /// Q8_0 × Q8_0, `R` rows.
+    ///
+    /// # Safety
+    /// See [`super::RowsKernel`].
+    #[target_feature(enable = "neon,dotprod")]
+    pub(crate) unsafe fn dot_rows<const R: usize>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; R] {
+        let mut acc = [vdupq_n_f32(0.0); R];
+        for ib in 0..nb {
+            // SAFETY: block ib of a and of every row is in bounds (caller).
+            unsafe {
+                let ab = a.add(ib * BLOCK_BYTES);
+                let dy = h2f(read_u16(ab));
+                let y0 = vld1q_s8(ab.add(2) as *const i8);
+                let y1 = vld1q_s8(ab.add(18) as *const i8);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
+                    let x0 = vld1q_s8(wb.add(2) as *const i8);
+                    let x1 = vld1q_s8(wb.add(18) as *const i8);
+                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
+                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
+                }
+            }
+        }
+        acc.map(|v| vaddvq_f32(v))
+    }
+}
+
+// ------------------------------------------------------- dispatch table --
+
+struct Scalar;
+impl VecDot for Scalar {
+    fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        vec_dot_q8_0_q8_0(n, w, a)
+    }
+}
+
+/// Safe wrappers around the SIMD kernels of one backend: `$m` is the module,
+/// `$why` names the backend the table checked the CPU supports.
+macro_rules! simd_entry {
+    ($vec_dot:ident, $gemv:ident, $m:ident) => {
+        fn $vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let nb = check_vec_dot(GgmlType::Q8_0, GgmlType::Q8_0, n, w, a);
+            // SAFETY: `select` installs this only for a backend at or above the
+            // module's, and `Kernels` only builds tables for backends the CPU
+            // supports; the bounds were checked just above.
+            unsafe { $m::dot_rows::<1>(nb, w.as_ptr(), 0, a.as_ptr())[0] }
+        }
+        fn $gemv(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+            let nb = check_gemv(
+                GgmlType::Q8_0,
+                GgmlType::Q8_0,
+                n,
+                w,
+                row_bytes,
+                a,
+                out.len(),
+            );
+            // SAFETY: as for vec_dot; check_gemv accepted the shapes.
+            unsafe {
+                run_gemv(
+                    nb,
+                    w,
+                    row_bytes,
+                    a,
+                    out,
+                    $m::dot_rows::<4>,
+                    $m::dot_rows::<1>,
+                )
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+simd_entry!(vec_dot_avx2, gemv_avx2, avx2);
+#[cfg(target_arch = "x86_64")]
+simd_entry!(vec_dot_avx512, gemv_avx512, avx512);
+#[cfg(target_arch = "aarch64")]
+simd_entry!(vec_dot_neon, gemv_neon, neon);
+#[cfg(target_arch = "aarch64")]
+simd_entry!(vec_dot_dotprod, gemv_dotprod, dotprod);
+
+#[cfg(target_arch = "x86_64")]
+fn quantize_row_avx2(x: &[f32], y: &mut [u8]) {
+    check_quantize("quantize_row_q8_0", x, y, BLOCK_BYTES);
+    // SAFETY: installed only for Avx2 and up, which the table checked; sizes checked.
+    unsafe { avx2::quantize_row(x, y) }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn quantize_row_neon(x: &[f32], y: &mut [u8]) {
+    check_quantize("quantize_row_q8_0", x, y, BLOCK_BYTES);
+    // SAFETY: installed only for Neon and up, which the table checked; sizes checked.
+    unsafe { neon::quantize_row(x, y) }
+}
+
+/// Q8_0 weight kernels for `level`.
+pub(crate) fn select(level: Backend) -> FormatKernels {
+    let k = |vec_dot, gemv, path| FormatKernels {
+        weight: GgmlType::Q8_0,
+        act: GgmlType::Q8_0,
+        dequantize_row: dequantize_row_q8_0,
+        vec_dot,
+        gemv,
+        path,
+    };
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => k(vec_dot_avx512, gemv_avx512, Backend::Avx512),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => k(vec_dot_avx2, gemv_avx2, Backend::Avx2),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Dotprod => k(vec_dot_dotprod, gemv_dotprod, Backend::Dotprod),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => k(vec_dot_neon, gemv_neon, Backend::Neon),
+        _ => k(vec_dot_q8_0_q8_0, gemv_rows::<Scalar>, Backend::Scalar),
+    }
+}
+
+/// Q8_0 activation quantizer for `level`.
+pub(crate) fn select_act(level: Backend) -> ActKernels {
+    let k = |quantize_row, path| ActKernels {
+        act: GgmlType::Q8_0,
+        quantize_row,
+        path,
+    };
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 | Backend::Avx512 => k(quantize_row_avx2, Backend::Avx2),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon | Backend::Dotprod => k(quantize_row_neon, Backend::Neon),
+        _ => k(quantize_row_q8_0, Backend::Scalar),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    /// The quantization of the synthetic signal: ggml's budget (Q8_0 is far inside it).
+    const Q8_0_QUANT_ERROR: f64 = MAX_QUANTIZATION_TOTAL_ERROR;
+    /// `|vec_dot - f32 dot| / n` budget (ggml's `MAX_DOT_PRODUCT_ERROR`).
+    const Q8_0_DOT_ERROR: f64 = MAX_DOT_PRODUCT_ERROR;
+
+    fn random_rows(rng: &mut Rng, nblocks: usize) -> Vec<u8> {
+        blocks(nblocks, |_| {
+            let mut b = BlockQ8_0 {
+                d: rng.scale_f16(-3.0, -1.0),
+                qs: [0; 32],
+            };
+            rng.fill(bytemuck::cast_slice_mut(&mut b.qs));
+            b
+        })
+    }
+
+    #[test]
+    fn reference_quantizer_matches_gguf_py_golden() {
+        let x = f32s_le(&fixture("quant/q8_0.input.f32.bin"));
+        let want = fixture("quant/q8_0.quantized.bin");
+        let mut got = vec![0u8; want.len()];
+        quantize_row_q8_0_ref(&x, &mut got);
+        assert_eq!(got, want);
+    }
+
+    /// The activation quantizer differs from the file quantizer only on exact
+    /// ties (half to even vs away from zero) and by `127/amax` vs `1/d` rounding.
+    #[test]
+    fn activation_quantizer_is_close_to_golden_and_rounds_ties_to_even() {
+        let x = f32s_le(&fixture("quant/q8_0.input.f32.bin"));
+        let want = fixture("quant/q8_0.quantized.bin");
+        let mut got = vec![0u8; want.len()];
+        quantize_row_q8_0(&x, &mut got);
+        for (i, (g, w)) in got.chunks_exact(34).zip(want.chunks_exact(34)).enumerate() {
+            assert_eq!(g[..2], w[..2], "block {i}: d");
+            for j in 2..34 {
+                assert!(
+                    (g[j] as i8 as i32 - w[j] as i8 as i32).abs() <= 1,
+                    "block {i} q{j}"
+                );
+            }
+        }
+        // Row 13 of the golden has amax 127 (d = 1) and exact .5 ties.
+        let mut tie = [0f32; 32];
+        tie[0] = 127.0;
+        tie[1] = 2.5;
+        tie[2] = -29.5;
+        tie[3] = 3.5;
+        let mut q = [0u8; 34];
+        quantize_row_q8_0(&tie, &mut q);
+        assert_eq!([q[3] as i8, q[4] as i8, q[5] as i8], [2, -30, 4]);
+        quantize_row_q8_0_ref(&tie, &mut q);
+        assert_eq!([q[3] as i8, q[4] as i8, q[5] as i8], [3, -30, 4]);
+    }
+
+    #[test]
+    fn activation_quantizer_edge_cases_match_x86() {
+        // All zero: d = 0, q = 0.
+        let mut q = [0xAAu8; 34];
+        quantize_row_q8_0(&[0.0; 32], &mut q);
+        assert!(q.iter().all(|&b| b == 0));
+        // amax so small that 127/amax overflows: x86 stores -128 everywhere.
+        let mut x = [0f32; 32];
+        x[5] = 1e-38;
+        quantize_row_q8_0(&x, &mut q);
+        assert_eq!(&q[..2], &[0, 0]);
+        assert!(q[2..].iter().all(|&b| b as i8 == -128));
+    }
+
+    #[test]
+    fn activation_quantizers_agree_on_every_backend() {
+        let mut rng = Rng::new(80);
+        let mut x = rng.normals(32 * 64, 1.0);
+        x.extend(rng.normals(32 * 8, 1e-30)); // f16 d underflows to 0
+        x.extend(synthetic(32 * 8, 0.0));
+        x.extend([0.0; 32]);
+        let mut tiny = [0f32; 32];
+        tiny[7] = -2e-38;
+        x.extend(tiny);
+        let mut ties: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        ties[0] = 127.0;
+        x.extend(ties);
+        x.extend(f32s_le(&fixture("quant/q8_0.input.f32.bin")));
+        check_act_backends(select_act, &x, "q8_0 act");
+    }
+
+    #[test]
+    fn dequantize_matches_gguf_py_golden() {
+        let blocks = fixture("quant/q8_0.blocks.bin");
+        let want = f32s_le(&fixture("quant/q8_0.f32.bin"));
+        let mut got = vec![0f32; want.len()];
+        dequantize_row_q8_0(&blocks, &mut got);
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits()));
+    }
+
+    #[test]
+    fn simd_matches_scalar() {
+        let mut rng = Rng::new(8);
+        for (nblocks, rows) in [(1, 5), (7, 9), (64, 6), (128, 4)] {
+            let w = random_rows(&mut rng, nblocks * rows);
+            let x = rng.normals(nblocks * 32, 1.0);
+            check_backends(
+                select,
+                select_act,
+                &w,
+                &x,
+                SIMD_REL_BUDGET,
+                &format!("q8_0 {nblocks}b×{rows}"),
+            );
+        }
+        // The fixture's blocks (random bytes, so -128 included) as 8 rows of 8 blocks.
+        let w = fixture("quant/q8_0.blocks.bin");
+        let x = synthetic(256, 0.5);
+        check_backends(select, select_act, &w, &x, SIMD_REL_BUDGET, "q8_0 fixture");
+    }
+
+    #[test]
+    fn overflow_stress() {
+        // Extreme quants on both sides: weights -128/127, activations ±127
+        // (amax everywhere), large scales.
+        for (wq, sign) in [(-128i8, 1.0f32), (127, 1.0), (-128, -1.0), (127, -1.0)] {
+            let nb = 40;
+            let w = blocks(nb * 3, |i| BlockQ8_0 {
+                d: f16::from_f32(if i % 2 == 0 { 60000.0 } else { 1.0 }),
+                qs: [wq; 32],
+            });
+            let x: Vec<f32> = (0..nb * 32)
+                .map(|i| sign * 1000.0 * if i % 3 == 0 { -1.0 } else { 1.0 })
+                .collect();
+            check_backends(
+                select,
+                select_act,
+                &w,
+                &x,
+                SIMD_REL_BUDGET,
+                &format!("q8_0 stress {wq} {sign}"),
+            );
+        }
+    }
+
+    #[test]
+    fn quantization_and_dot_error_within_ggml_budgets() {
+        let n = 4096;
+        let x = synthetic(n, 0.0);
+        let y = synthetic(n, 1.0);
+        let mut wq = vec![0u8; n / 32 * 34];
+        quantize_row_q8_0_ref(&x, &mut wq);
+        let mut deq = vec![0f32; n];
+        dequantize_row_q8_0(&wq, &mut deq);
+        assert!(rmse(&x, &deq) < Q8_0_QUANT_ERROR, "rmse {}", rmse(&x, &deq));
+        for b in backends() {
+            let (fk, ak) = (select(b), select_act(b));
+            // ggml's form: weights quantized from f32, compared with the f32 dot.
+            let got = (fk.vec_dot)(n, &wq, &quantize(&ak, &y)) as f64;
+            let err = (got - dot_f64(&x, &y)).abs() / n as f64;
+            assert!(err < Q8_0_DOT_ERROR, "{b}: dot error {err}");
+            assert!(dot_error(&fk, &ak, n, &wq, &y) < Q8_0_DOT_ERROR);
+        }
+    }
+}
