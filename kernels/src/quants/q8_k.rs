@@ -209,6 +209,99 @@ pub(crate) fn check_gemv(
     nb
 }
 
+/// Shared x86 helpers of the K-quant kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use core::arch::x86_64::*;
+
+    /// Sum of the 8 lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Sum of the 4 lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn hsum_ps128(s: __m128) -> f32 {
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The f16 at `p` (any alignment) as f32, by F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+        let h = core::ptr::read_unaligned(p as *const u16);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    }
+
+    /// Q8_K block `i` of the row at `a`: (`d`, pointer to `qs`, pointer to `bsums`).
+    #[inline(always)]
+    pub(crate) unsafe fn q8k_block(a: *const u8, i: usize) -> (f32, *const u8, *const u8) {
+        let b = a.add(i * super::BLOCK_Q8_K_BYTES);
+        (
+            core::ptr::read_unaligned(b as *const f32),
+            b.add(super::Q8K_QS),
+            b.add(super::Q8K_BSUMS),
+        )
+    }
+}
+
+/// Shared AArch64 helpers of the K-quant kernels.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod arm {
+    use core::arch::aarch64::*;
+
+    /// `acc + Σ` of each group of 4 `a·b` byte products (the `sdot`
+    /// instruction; `vdotq_s32` is not stable in Rust yet).
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack)
+        );
+        acc
+    }
+
+    /// Q8_K block `i` of the row at `a`: (`d`, pointer to `qs`, pointer to `bsums`).
+    #[inline(always)]
+    pub(crate) unsafe fn q8k_block(a: *const u8, i: usize) -> (f32, *const u8, *const u8) {
+        let b = a.add(i * super::BLOCK_Q8_K_BYTES);
+        (
+            core::ptr::read_unaligned(b as *const f32),
+            b.add(super::Q8K_QS),
+            b.add(super::Q8K_BSUMS),
+        )
+    }
+
+    /// The 16 `bsums` at `p` (any alignment).
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn load_bsums(p: *const u8) -> int16x8x2_t {
+        int16x8x2_t(
+            vreinterpretq_s16_u8(vld1q_u8(p)),
+            vreinterpretq_s16_u8(vld1q_u8(p.add(16))),
+        )
+    }
+
+    /// The f16 at `p` (any alignment) as f32.
+    #[inline(always)]
+    pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+        half::f16::from_bits(core::ptr::read_unaligned(p as *const u16)).to_f32()
+    }
+}
+
 /// The activation quantizer for `level` (all paths give identical bytes).
 pub(crate) fn select_act(level: Backend) -> ActKernels {
     let scalar = ActKernels {
