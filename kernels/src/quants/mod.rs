@@ -8,12 +8,14 @@
 
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
+pub mod q4_0;
 pub mod q8_0;
 pub mod q4_k;
 pub mod q8_k;
 
 /// Weight formats pistil computes with, in GGUF id order.
 pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
+    q4_0::select,
     q8_0::select,
     q4_k::select,
 ];

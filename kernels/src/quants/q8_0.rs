@@ -146,6 +146,36 @@ pub(crate) unsafe fn read_u16(p: *const u8) -> u16 {
     u16::from_le(unsafe { (p as *const u16).read_unaligned() })
 }
 
+/// Defines the safe table entries `$vec_dot` and `$gemv` of weight type `$wt`
+/// (activations `$at`) around module `$m`'s `dot_rows::<R>` SIMD kernel.
+macro_rules! simd_entries {
+    ($wt:expr, $at:expr, $vec_dot:ident, $gemv:ident, $m:ident) => {
+        fn $vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let nb = $crate::quants::q8_0::check_vec_dot($wt, $at, n, w, a);
+            // SAFETY: `select` installs this only for a backend at or above the
+            // module's, and `Kernels` only builds tables for backends the CPU
+            // supports; the bounds were checked just above.
+            unsafe { $m::dot_rows::<1>(nb, w.as_ptr(), 0, a.as_ptr())[0] }
+        }
+        fn $gemv(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+            let nb = $crate::quants::q8_0::check_gemv($wt, $at, n, w, row_bytes, a, out.len());
+            // SAFETY: as for vec_dot; check_gemv accepted the shapes.
+            unsafe {
+                $crate::quants::q8_0::run_gemv(
+                    nb,
+                    w,
+                    row_bytes,
+                    a,
+                    out,
+                    $m::dot_rows::<4>,
+                    $m::dot_rows::<1>,
+                )
+            }
+        }
+    };
+}
+pub(crate) use simd_entries;
+
 // ---------------------------------------------------------------- scalar --
 
 /// `y[i] = d * qs[i]`.
@@ -651,51 +681,38 @@ impl VecDot for Scalar {
     }
 }
 
-/// Safe wrappers around the SIMD kernels of one backend: `$m` is the module,
-/// `$why` names the backend the table checked the CPU supports.
-macro_rules! simd_entry {
-    ($vec_dot:ident, $gemv:ident, $m:ident) => {
-        fn $vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
-            let nb = check_vec_dot(GgmlType::Q8_0, GgmlType::Q8_0, n, w, a);
-            // SAFETY: `select` installs this only for a backend at or above the
-            // module's, and `Kernels` only builds tables for backends the CPU
-            // supports; the bounds were checked just above.
-            unsafe { $m::dot_rows::<1>(nb, w.as_ptr(), 0, a.as_ptr())[0] }
-        }
-        fn $gemv(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-            let nb = check_gemv(
-                GgmlType::Q8_0,
-                GgmlType::Q8_0,
-                n,
-                w,
-                row_bytes,
-                a,
-                out.len(),
-            );
-            // SAFETY: as for vec_dot; check_gemv accepted the shapes.
-            unsafe {
-                run_gemv(
-                    nb,
-                    w,
-                    row_bytes,
-                    a,
-                    out,
-                    $m::dot_rows::<4>,
-                    $m::dot_rows::<1>,
-                )
-            }
-        }
-    };
-}
-
 #[cfg(target_arch = "x86_64")]
-simd_entry!(vec_dot_avx2, gemv_avx2, avx2);
+simd_entries!(
+    GgmlType::Q8_0,
+    GgmlType::Q8_0,
+    vec_dot_avx2,
+    gemv_avx2,
+    avx2
+);
 #[cfg(target_arch = "x86_64")]
-simd_entry!(vec_dot_avx512, gemv_avx512, avx512);
+simd_entries!(
+    GgmlType::Q8_0,
+    GgmlType::Q8_0,
+    vec_dot_avx512,
+    gemv_avx512,
+    avx512
+);
 #[cfg(target_arch = "aarch64")]
-simd_entry!(vec_dot_neon, gemv_neon, neon);
+simd_entries!(
+    GgmlType::Q8_0,
+    GgmlType::Q8_0,
+    vec_dot_neon,
+    gemv_neon,
+    neon
+);
 #[cfg(target_arch = "aarch64")]
-simd_entry!(vec_dot_dotprod, gemv_dotprod, dotprod);
+simd_entries!(
+    GgmlType::Q8_0,
+    GgmlType::Q8_0,
+    vec_dot_dotprod,
+    gemv_dotprod,
+    dotprod
+);
 
 #[cfg(target_arch = "x86_64")]
 fn quantize_row_avx2(x: &[f32], y: &mut [u8]) {
