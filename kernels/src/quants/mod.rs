@@ -9,20 +9,26 @@
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
 pub mod q4_0;
+pub mod q5_0;
 pub mod q8_0;
+pub mod q8_1;
 pub mod q4_k;
+pub mod q6_k;
 pub mod q8_k;
 
 /// Weight formats pistil computes with, in GGUF id order.
 pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q4_0::select,
+    q5_0::select,
     q8_0::select,
     q4_k::select,
+    q6_k::select,
 ];
 
 /// Activation formats (the right operand of a quantized dot product).
 pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[
     q8_0::select_act,
+    q8_1::select_act,
     q8_k::select_act,
 ];
 

@@ -235,18 +235,24 @@ fn cvt_x86(v: f32) -> i32 {
 }
 
 /// One activation block quantized with x86 ggml's arithmetic: returns the f32
-/// scale `d` (stored rounded to f16) and the quants.
+/// scale `d` (stored rounded to f16), the quants, and the sum of the quants as
+/// x86 computes it for Q8_1 (the wrapping i32 sum of the converted values
+/// before saturation to i8; it differs from the sum of the quants only in the
+/// degenerate `amax < 127/f32::MAX` case).
 #[inline]
-pub(crate) fn quantize_block_x86(x: &[f32]) -> (f32, [i8; QK8_0]) {
+pub(crate) fn quantize_block_x86(x: &[f32]) -> (f32, [i8; QK8_0], i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut qs = [0i8; QK8_0];
+    let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
+        let i = cvt_x86((v * id).round_ties_even());
+        sum = sum.wrapping_add(i);
         // packs_epi32 + packs_epi16: signed saturation to i8.
-        *q = cvt_x86((v * id).round_ties_even()).clamp(-128, 127) as i8;
+        *q = i.clamp(-128, 127) as i8;
     }
-    (d, qs)
+    (d, qs, sum)
 }
 
 /// Quantizes an activation row to Q8_0 exactly as x86 ggml's
@@ -255,7 +261,7 @@ pub(crate) fn quantize_block_x86(x: &[f32]) -> (f32, [i8; QK8_0]) {
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
     check_quantize("quantize_row_q8_0", x, y, BLOCK_BYTES);
     for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(BLOCK_BYTES)) {
-        let (d, qs) = quantize_block_x86(xb);
+        let (d, qs, _) = quantize_block_x86(xb);
         let b = BlockQ8_0 {
             d: f16::from_f32(d),
             qs,
@@ -582,10 +588,10 @@ pub(crate) mod neon {
             // the portable twin reproduces that.
             // SAFETY: per the caller.
             let xs = unsafe { core::slice::from_raw_parts(x, QK8_0) };
-            let (d, q) = quantize_block_x86(xs);
+            let (d, q, sum) = quantize_block_x86(xs);
             // SAFETY: per the caller.
             unsafe { core::ptr::copy_nonoverlapping(q.as_ptr() as *const u8, qs, QK8_0) };
-            return (d, q.iter().map(|&v| v as i32).sum());
+            return (d, sum);
         }
         let i: [int32x4_t; 8] = core::array::from_fn(|k| vcvtnq_s32_f32(vmulq_n_f32(v[k], id)));
         let h: [int16x8_t; 4] =
