@@ -66,3 +66,102 @@ fn q8_k_quantization_matches_ggml() {
     }
     assert!(Backend::ALL.contains(&Backend::Scalar));
 }
+
+/// The weight formats of this file: (type, fixture name).
+const FORMATS: &[(GgmlType, &str)] = &[
+    // (GgmlType::Q2_K, "q2_k"),
+    // (GgmlType::Q3_K, "q3_k"),
+    (GgmlType::Q4_K, "q4_k"),
+    // (GgmlType::Q5_K, "q5_k"),
+    (GgmlType::Q6_K, "q6_k"),
+    // (GgmlType::IQ4_XS, "iq4_xs"),
+];
+
+/// Dequantization equals gguf-py (and ggml) bit for bit, on every backend.
+#[test]
+fn dequantize_matches_gguf_py() {
+    let m = manifest("quant/manifest.json");
+    for &(t, name) in FORMATS {
+        let entry = m["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["ggml_type_id"].as_u64() == Some(t.id() as u64))
+            .unwrap_or_else(|| panic!("{name} in manifest"));
+        let blocks = fixture(&format!("quant/{name}.blocks.bin"));
+        let want = f32s(&fixture(&format!("quant/{name}.f32.bin")));
+        assert_eq!(
+            entry["count_blocks"].as_u64().unwrap() as usize * t.block_bytes(),
+            blocks.len()
+        );
+        assert_eq!(want.len(), blocks.len() / t.block_bytes() * t.block_elems());
+        for k in tables() {
+            let Some(fk) = k.format(t) else {
+                panic!("{t} has no kernels");
+            };
+            let mut got = vec![0f32; want.len()];
+            (fk.dequantize_row)(&blocks, &mut got);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{t} [{}] value {i}: {g} vs {w}",
+                    k.backend
+                );
+            }
+        }
+    }
+}
+
+/// `vec_dot` with a Q8_K activation agrees with ggml's own x86 kernels (and
+/// their scalar twins) on the dequantization fixtures taken as 4 rows of 4096,
+/// within a budget for the order of f32 accumulation alone.
+#[test]
+fn vec_dot_matches_ggml() {
+    // Relative to Σ|wᵢ·aᵢ| (the scale of any rounding of the sum).
+    const BUDGET: f64 = 1e-5;
+    let m = manifest("quant-extra/manifest.json");
+    let n = m["vec_dot"]["n"].as_u64().unwrap() as usize;
+    let act = fixture("quant-extra/dot.act.q8_k.bin");
+    let act_f32 = f32s(&fixture("quant-extra/dot.act.f32.bin"));
+    // The stored activation is what our quantizer makes.
+    for k in tables() {
+        let mut a = vec![0u8; act.len()];
+        (k.act(GgmlType::Q8_K).unwrap().quantize_row)(&act_f32, &mut a);
+        assert_eq!(a, act, "{}", k.backend);
+    }
+    let mut a_deq = vec![0f32; n];
+    pistil_kernels::quants::q8_k::dequantize_row_q8_K(&act, &mut a_deq);
+    for &(t, name) in FORMATS {
+        let blocks = fixture(&format!("quant/{name}.blocks.bin"));
+        let row_bytes = t.row_bytes(n).unwrap();
+        let res = &m["vec_dot"]["results"][name];
+        for k in tables() {
+            let fk = k.format(t).unwrap();
+            let mut out = vec![0f32; 4];
+            (fk.gemv)(n, &blocks, row_bytes, &act, &mut out);
+            for r in 0..4 {
+                let row = &blocks[r * row_bytes..(r + 1) * row_bytes];
+                let mut w = vec![0f32; n];
+                (fk.dequantize_row)(row, &mut w);
+                let scale: f64 = w
+                    .iter()
+                    .zip(&a_deq)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                let v = (fk.vec_dot)(n, row, &act) as f64;
+                for which in ["cpu", "generic"] {
+                    let want = res[which][r].as_f64().unwrap();
+                    for (what, got) in [("vec_dot", v), ("gemv", out[r] as f64)] {
+                        assert!(
+                            (got - want).abs() <= BUDGET * scale,
+                            "{t} row {r} [{} → {} path] {what} {got} vs ggml {which} {want} (scale {scale})",
+                            k.backend,
+                            fk.path
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

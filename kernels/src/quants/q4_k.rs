@@ -12,7 +12,7 @@
 //! the minimums use the activation's precomputed group sums. The integer sums
 //! are exact on every path; only the order of the f32 accumulation differs.
 
-use super::q8_k::{self, check_dot, check_gemv, nearest_int, QK_K};
+use super::q8_k::{self, check_dot, nearest_int, QK_K};
 use super::{gemv_rows, VecDot};
 use crate::dispatch::{Backend, FormatKernels};
 use crate::types::GgmlType;
@@ -400,61 +400,7 @@ pub(crate) fn select(level: Backend) -> FormatKernels {
     }
 }
 
-/// Safe table entries. SAFETY (all of them): `select` installs an entry only
-/// for its backend, and `Kernels` is built only after
-/// `CpuFeatures::supports(backend)` confirmed the CPU features the `unsafe fn`
-/// enables; `check_dot`/`check_gemv` proved every pointer stays in bounds.
-macro_rules! entries {
-    ($m:ident, $dot:ident, $gemv:ident) => {
-        fn $dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
-            let nb = check_dot("q4_K", n, w, BLOCK_Q4_K_BYTES, a);
-            // SAFETY: see `entries!`.
-            unsafe { $m::dot_rows::<1>(nb, w.as_ptr(), 0, a.as_ptr())[0] }
-        }
-        fn $gemv(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
-            let nb = check_gemv("q4_K", n, w, row_bytes, BLOCK_Q4_K_BYTES, a, out.len());
-            // SAFETY: see `entries!`.
-            unsafe { $m::gemv(nb, w.as_ptr(), row_bytes, a.as_ptr(), out) }
-        }
-    };
-}
-#[cfg(target_arch = "x86_64")]
-entries!(avx2, avx2_vec_dot, avx2_gemv);
-#[cfg(target_arch = "x86_64")]
-entries!(avx512, avx512_vec_dot, avx512_gemv);
-#[cfg(target_arch = "aarch64")]
-entries!(neon, neon_vec_dot, neon_gemv);
-#[cfg(target_arch = "aarch64")]
-entries!(dotprod, dotprod_vec_dot, dotprod_gemv);
-
-/// `out[r] = dot(row r)` in groups of `$rows` rows sharing the activation
-/// loads, then one row at a time.
-macro_rules! gemv_in_groups {
-    ($feat:literal, $rows:literal) => {
-        /// # Safety
-        /// CPU features as enabled; `w` holds `out.len()` rows of `row_bytes`
-        /// (each ≥ `nb` blocks) and `a` holds `nb` Q8_K blocks.
-        #[target_feature(enable = $feat)]
-        pub(super) unsafe fn gemv(
-            nb: usize,
-            w: *const u8,
-            row_bytes: usize,
-            a: *const u8,
-            out: &mut [f32],
-        ) {
-            let mut chunks = out.chunks_exact_mut($rows);
-            let mut r = 0;
-            for o in &mut chunks {
-                o.copy_from_slice(&dot_rows::<$rows>(nb, w.add(r * row_bytes), row_bytes, a));
-                r += $rows;
-            }
-            for o in chunks.into_remainder() {
-                *o = dot_rows::<1>(nb, w.add(r * row_bytes), row_bytes, a)[0];
-                r += 1;
-            }
-        }
-    };
-}
+crate::quants::q8_k::k_entries!("q4_K", BLOCK_Q4_K_BYTES);
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -462,7 +408,7 @@ mod avx2 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    gemv_in_groups!("avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c", 2);
 
     /// Dot products of `R` rows (`row_bytes` apart from `w`) with the Q8_K row `a`.
     ///
@@ -543,7 +489,7 @@ mod avx512 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    gemv_in_groups!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 2);
 
     /// Dot products of `R` rows with the Q8_K row `a`, 64 weights per
     /// instruction: a 32-byte chunk of quants is broadcast to both halves of a
@@ -630,7 +576,7 @@ mod neon {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    gemv_in_groups!("neon", 2);
+    crate::quants::q8_k::gemv_in_groups!("neon", 2);
 
     /// Dot products of `R` rows with the Q8_K row `a`, ARMv8.0 NEON (no
     /// `sdot`): byte products widen with `smull`/`smlal` (4 products per i16
@@ -707,7 +653,7 @@ mod dotprod {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    gemv_in_groups!("neon,dotprod", 2);
+    crate::quants::q8_k::gemv_in_groups!("neon,dotprod", 2);
 
     /// Dot products of `R` rows with the Q8_K row `a`, NEON + `sdot`.
     ///

@@ -209,6 +209,71 @@ pub(crate) fn check_gemv(
     nb
 }
 
+/// The safe kernel-table entries of a K-quant format whose SIMD modules
+/// (`avx2`, `avx512`, `neon`, `dotprod`) each define `dot_rows::<R>` and
+/// `gemv`: `avx2_vec_dot`, `avx2_gemv`, … .
+///
+/// SAFETY (of every entry): the format's `select` installs an entry only for
+/// its own backend, and `Kernels` is built only after
+/// `CpuFeatures::supports(backend)` confirmed the CPU features the `unsafe fn`
+/// enables; `check_dot`/`check_gemv` proved that every row holds `nb` blocks
+/// and the activation `nb` Q8_K blocks, which is all the kernels read.
+macro_rules! k_entries {
+    ($fmt:literal, $block_bytes:expr) => {
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "x86_64", avx2, avx2_vec_dot, avx2_gemv);
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "x86_64", avx512, avx512_vec_dot, avx512_gemv);
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", neon, neon_vec_dot, neon_gemv);
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", dotprod, dotprod_vec_dot, dotprod_gemv);
+    };
+    (@one $fmt:literal, $block_bytes:expr, $arch:literal, $m:ident, $dot:ident, $gemv:ident) => {
+        #[cfg(target_arch = $arch)]
+        fn $dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let nb = $crate::quants::q8_k::check_dot($fmt, n, w, $block_bytes, a);
+            // SAFETY: see `k_entries!`.
+            unsafe { $m::dot_rows::<1>(nb, w.as_ptr(), 0, a.as_ptr())[0] }
+        }
+        #[cfg(target_arch = $arch)]
+        fn $gemv(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+            let nb =
+                $crate::quants::q8_k::check_gemv($fmt, n, w, row_bytes, $block_bytes, a, out.len());
+            // SAFETY: see `k_entries!`.
+            unsafe { $m::gemv(nb, w.as_ptr(), row_bytes, a.as_ptr(), out) }
+        }
+    };
+}
+pub(crate) use k_entries;
+
+/// Defines `gemv` in a SIMD module from its `dot_rows::<R>`: `out[r] = dot(row
+/// r)` in groups of `$rows` rows sharing the activation loads, then one row at
+/// a time.
+macro_rules! gemv_in_groups {
+    ($feat:literal, $rows:literal) => {
+        /// # Safety
+        /// CPU features as enabled; `w` holds `out.len()` rows of `row_bytes`
+        /// (each ≥ `nb` blocks) and `a` holds `nb` Q8_K blocks.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn gemv(
+            nb: usize,
+            w: *const u8,
+            row_bytes: usize,
+            a: *const u8,
+            out: &mut [f32],
+        ) {
+            let mut chunks = out.chunks_exact_mut($rows);
+            let mut r = 0;
+            for o in &mut chunks {
+                o.copy_from_slice(&dot_rows::<$rows>(nb, w.add(r * row_bytes), row_bytes, a));
+                r += $rows;
+            }
+            for o in chunks.into_remainder() {
+                *o = dot_rows::<1>(nb, w.add(r * row_bytes), row_bytes, a)[0];
+                r += 1;
+            }
+        }
+    };
+}
+pub(crate) use gemv_in_groups;
+
 /// Shared x86 helpers of the K-quant kernels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
