@@ -18,6 +18,7 @@
 pub mod dispatch;
 pub mod f16conv;
 pub mod matmul;
+pub mod ops;
 pub mod pool;
 pub mod quants;
 pub mod types;
