@@ -8,8 +8,11 @@
 
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
+pub mod iq4_nl;
 pub mod q4_0;
+pub mod q4_1;
 pub mod q5_0;
+pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q4_k;
@@ -19,10 +22,13 @@ pub mod q8_k;
 /// Weight formats pistil computes with, in GGUF id order.
 pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q4_0::select,
+    q4_1::select,
     q5_0::select,
+    q5_1::select,
     q8_0::select,
     q4_k::select,
     q6_k::select,
+    iq4_nl::select,
 ];
 
 /// Activation formats (the right operand of a quantized dot product).
