@@ -72,7 +72,7 @@ const FORMATS: &[(GgmlType, &str)] = &[
     // (GgmlType::Q2_K, "q2_k"),
     // (GgmlType::Q3_K, "q3_k"),
     (GgmlType::Q4_K, "q4_k"),
-    // (GgmlType::Q5_K, "q5_k"),
+    (GgmlType::Q5_K, "q5_k"),
     (GgmlType::Q6_K, "q6_k"),
     // (GgmlType::IQ4_XS, "iq4_xs"),
 ];

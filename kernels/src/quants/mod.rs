@@ -16,6 +16,7 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q4_k;
+pub mod q5_k;
 pub mod q6_k;
 pub mod q8_k;
 
@@ -27,6 +28,7 @@ pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q5_1::select,
     q8_0::select,
     q4_k::select,
+    q5_k::select,
     q6_k::select,
     iq4_nl::select,
 ];

@@ -225,6 +225,11 @@ macro_rules! k_entries {
         $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", neon, neon_vec_dot, neon_gemv);
         $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", dotprod, dotprod_vec_dot, dotprod_gemv);
     };
+    ($fmt:literal, $block_bytes:expr, no_avx512) => {
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "x86_64", avx2, avx2_vec_dot, avx2_gemv);
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", neon, neon_vec_dot, neon_gemv);
+        $crate::quants::q8_k::k_entries!(@one $fmt, $block_bytes, "aarch64", dotprod, dotprod_vec_dot, dotprod_gemv);
+    };
     (@one $fmt:literal, $block_bytes:expr, $arch:literal, $m:ident, $dot:ident, $gemv:ident) => {
         #[cfg(target_arch = $arch)]
         fn $dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
