@@ -1,1 +1,310 @@
-fn main() {}
+//! Matrix-vector throughput of every weight format, next to the machine's
+//! memory read bandwidth.
+//!
+//! ```text
+//! cargo bench -p pistil-kernels --bench matvec [-- OPTIONS]
+//!   --formats q4_0,q4_k   weight formats to run (default: every format in the table)
+//!   --threads 1,2         thread counts for the 4096x4096 runs (default 1,2)
+//!   --big-threads N       threads for the 4096x14336 streaming run (default 2)
+//!   --iters N             timed runs per measurement (default: enough for ~0.4 s)
+//! ```
+//! The same options are read from `PISTIL_BENCH_FORMATS`, `PISTIL_BENCH_THREADS`,
+//! `PISTIL_BENCH_BIG_THREADS`, `PISTIL_BENCH_ITERS`; `PISTIL_KERNELS` picks the path.
+//!
+//! - Bandwidth: a streaming read (sum of u64) of a 1 GiB buffer, with 1 thread
+//!   and with the largest thread count used, best of 5.
+//! - 4096x4096: one matrix, repeated (on a desktop it sits in L2/L3: this is
+//!   the kernel's compute speed).
+//! - 4096x14336: the shape of a 7-8B model's FFN matrix; enough copies are
+//!   cycled that the working set is at least 4x the last-level cache, so every
+//!   call streams its weights from DRAM, as decode does.
+//!
+//! GB/s counts weight bytes only (the activation row is ~1% of it). Activations
+//! are quantized once, outside the timing. Weights are random quant bytes with
+//! small valid f16 scales. Output: a markdown table on stdout.
+
+use pistil_kernels::matmul::{self, QMatrix};
+use pistil_kernels::pool::ThreadPool;
+use pistil_kernels::{GgmlType, Kernels};
+use std::time::{Duration, Instant};
+
+struct Opts {
+    formats: Option<Vec<String>>,
+    threads: Vec<usize>,
+    big_threads: usize,
+    iters: Option<usize>,
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_ascii_lowercase())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn opts() -> Opts {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut o = Opts {
+        formats: env("PISTIL_BENCH_FORMATS").map(|v| parse_list(&v)),
+        threads: env("PISTIL_BENCH_THREADS")
+            .map(|v| {
+                parse_list(&v)
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![1, 2]),
+        big_threads: env("PISTIL_BENCH_BIG_THREADS")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(2),
+        iters: env("PISTIL_BENCH_ITERS").and_then(|v| v.trim().parse().ok()),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let val = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--formats" => o.formats = Some(parse_list(&val)),
+            "--threads" => {
+                o.threads = parse_list(&val)
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            }
+            "--big-threads" => o.big_threads = val.parse().unwrap_or(o.big_threads),
+            "--iters" => o.iters = val.parse().ok(),
+            _ => {
+                i += 1; // `--bench` and anything else cargo passes
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o.threads.retain(|&t| t > 0);
+    if o.threads.is_empty() {
+        o.threads = vec![1];
+    }
+    o.big_threads = o.big_threads.max(1);
+    o
+}
+
+/// Last-level cache size in bytes (Linux sysfs), or 32 MiB if unknown.
+fn llc_bytes() -> usize {
+    let mut best = 0usize;
+    for idx in 0..8 {
+        let p = format!("/sys/devices/system/cpu/cpu0/cache/index{idx}/size");
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            let s = s.trim();
+            let (num, mult) = match s.strip_suffix('K') {
+                Some(n) => (n, 1024),
+                None => match s.strip_suffix('M') {
+                    Some(n) => (n, 1024 * 1024),
+                    None => (s, 1),
+                },
+            };
+            if let Ok(n) = num.parse::<usize>() {
+                best = best.max(n * mult);
+            }
+        }
+    }
+    if best == 0 {
+        32 << 20
+    } else {
+        best
+    }
+}
+
+/// Streaming read bandwidth in GB/s with the pool's threads: best of `reps`.
+fn read_bandwidth(pool: &ThreadPool, buf: &[u64], reps: usize) -> f64 {
+    let mut best = f64::MAX;
+    let sums: Vec<std::sync::atomic::AtomicU64> =
+        (0..pool.n_threads()).map(|_| Default::default()).collect();
+    for _ in 0..reps {
+        let t = Instant::now();
+        pool.run(&|ith, nth| {
+            let (a, b) = pistil_kernels::pool::split_range(buf.len(), ith, nth, 1024);
+            // Eight independent lanes: the loop vectorises and keeps many loads in flight.
+            let mut acc = [0u64; 8];
+            for c in buf[a..b].chunks_exact(8) {
+                for (s, &v) in acc.iter_mut().zip(c) {
+                    *s = s.wrapping_add(v);
+                }
+            }
+            sums[ith].store(
+                acc.iter().fold(0, |x, &y| x.wrapping_add(y)),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        });
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(&sums);
+        best = best.min(dt);
+    }
+    (buf.len() * 8) as f64 / best / 1e9
+}
+
+/// Times `f` (already warmed up): `iters` runs, or as many as fit in ~0.4 s
+/// (at least 5); returns the median seconds per run.
+fn time_it(iters: Option<usize>, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let n = iters.unwrap_or_else(|| {
+        let t = Instant::now();
+        f();
+        let one = t.elapsed().max(Duration::from_micros(1));
+        ((0.4 / one.as_secs_f64()) as usize).clamp(5, 2000)
+    });
+    let mut ts: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(f64::total_cmp);
+    ts[ts.len() / 2]
+}
+
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let bytes = rows
+        * ty.row_bytes(cols)
+            .expect("cols is a whole number of blocks");
+    let mut v = vec![0u8; bytes];
+    assert!(
+        matmul::fill_random_weights(ty, seed, &mut v),
+        "no random filler for {ty}"
+    );
+    v
+}
+
+fn main() {
+    let o = opts();
+    let k = match Kernels::try_get() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let formats: Vec<_> = k
+        .formats()
+        .filter(|f| match &o.formats {
+            Some(list) => list
+                .iter()
+                .any(|n| n == f.weight.name().to_ascii_lowercase().as_str()),
+            None => true,
+        })
+        .copied()
+        .collect();
+    let max_threads = o
+        .threads
+        .iter()
+        .copied()
+        .chain([o.big_threads])
+        .max()
+        .unwrap_or(1);
+    let pools: Vec<ThreadPool> = (1..=max_threads)
+        .map(|n| ThreadPool::new(n).expect("thread pool"))
+        .collect();
+    let pool = |n: usize| &pools[n - 1];
+
+    // --- memory read bandwidth ---
+    eprintln!("measuring read bandwidth (1 GiB buffer)...");
+    let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
+    let mut bw = vec![0f64; max_threads + 1];
+    let mut bw_threads: Vec<usize> = o.threads.clone();
+    bw_threads.push(o.big_threads);
+    bw_threads.sort_unstable();
+    bw_threads.dedup();
+    for &t in &bw_threads {
+        bw[t] = read_bandwidth(pool(t), &buf, 5);
+    }
+    drop(buf);
+
+    let llc = llc_bytes();
+    let all_names: Vec<String> = k.formats().map(|f| f.weight.to_string()).collect();
+    println!("### Kernels: matvec throughput\n");
+    println!(
+        "kernel path: `{}` (best available: {}); formats registered: {}",
+        k.backend,
+        k.features.best(),
+        all_names.join(", ")
+    );
+    println!("last-level cache: {} MiB\n", llc >> 20);
+    println!("| memory read bandwidth (1 GiB streaming read, best of 5) | GB/s |");
+    println!("|---|---:|");
+    for &t in &bw_threads {
+        println!(
+            "| {t} thread{} | {:.1} |",
+            if t > 1 { "s" } else { "" },
+            bw[t]
+        );
+    }
+    println!();
+
+    let mut header = String::from("| format | path | bits/weight |");
+    let mut rule = String::from("|---|---|---:|");
+    for &t in &o.threads {
+        header += &format!(" 4096² {t}T GB/s (% of {t}T bw) |");
+        rule += "---:|";
+    }
+    let bt = o.big_threads;
+    header += &format!(" 4096×14336 {bt}T streamed GB/s (% of {bt}T bw) |");
+    rule += "---:|";
+    println!("{header}\n{rule}");
+
+    for fk in &formats {
+        let ty = fk.weight;
+        let bpw = ty.block_bytes() as f64 * 8.0 / ty.block_elems() as f64;
+        let mut line = format!("| {ty} | {} | {bpw:.2} |", fk.path);
+        let cols = 4096;
+        // x: a random activation row, quantized once.
+        let x: Vec<f32> = (0..14336)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+
+        // 4096 x 4096, repeated.
+        let data = random_matrix(ty, 4096, cols, 1);
+        let w = QMatrix::new(k, ty, 4096, cols, &data).expect("matrix");
+        let mut xq = vec![0u8; w.act_row_bytes(k).expect("act")];
+        matmul::quantize_act(k, fk.act, cols, &x[..cols], &mut xq).expect("quantize");
+        let mut y = vec![0f32; 4096];
+        for &t in &o.threads {
+            let s = time_it(o.iters, || {
+                matmul::matvec(pool(t), k, &w, &xq, &mut y).expect("matvec");
+            });
+            let gbs = data.len() as f64 / s / 1e9;
+            line += &format!(" {gbs:.1} ({:.0}%) |", 100.0 * gbs / bw[t]);
+            eprintln!("{ty} 4096x4096 {t}T: {:.1} us, {gbs:.1} GB/s", s * 1e6);
+        }
+        drop(data);
+
+        // 4096 x 14336 (rows x cols as in ggml: 4096 outputs of 14336 inputs, the FFN
+        // down projection of an 8B model), cycled through >= 4x LLC of copies.
+        let (rows, cols) = (4096, 14336);
+        let one = rows * ty.row_bytes(cols).expect("blocks");
+        let copies = (4 * llc).div_ceil(one).max(2);
+        let mats: Vec<Vec<u8>> = (0..copies)
+            .map(|c| random_matrix(ty, rows, cols, 10 + c as u64))
+            .collect();
+        let ws: Vec<QMatrix> = mats
+            .iter()
+            .map(|d| QMatrix::new(k, ty, rows, cols, d).expect("matrix"))
+            .collect();
+        let mut xq = vec![0u8; ws[0].act_row_bytes(k).expect("act")];
+        matmul::quantize_act(k, fk.act, cols, &x, &mut xq).expect("quantize");
+        let mut y = vec![0f32; rows];
+        let mut next = 0;
+        let s = time_it(o.iters.map(|n| n.max(copies)), || {
+            matmul::matvec(pool(bt), k, &ws[next], &xq, &mut y).expect("matvec");
+            next = (next + 1) % copies;
+        });
+        let gbs = one as f64 / s / 1e9;
+        line += &format!(" {gbs:.1} ({:.0}%) |", 100.0 * gbs / bw[bt]);
+        eprintln!(
+            "{ty} 4096x14336 {bt}T over {copies} copies ({} MiB): {:.1} us, {gbs:.1} GB/s",
+            copies * one >> 20,
+            s * 1e6
+        );
+        println!("{line}");
+    }
+}

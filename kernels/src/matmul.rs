@@ -8,23 +8,58 @@
 //! [`quantize_act`]; then
 //!
 //! - [`matvec`]: `y[r] = W[r] · x` for one token — the decode path, bound by
-//!   memory bandwidth: each thread streams a contiguous band of rows through
-//!   the format's multi-row `gemv` kernel;
+//!   memory bandwidth: threads stream chunks of contiguous rows through the
+//!   format's multi-row `gemv` kernel;
 //! - [`matmul`]: `Y[t][r] = W[r] · X[t]` for `n_tokens` tokens — the prompt
-//!   path: each thread walks its band of rows in small row blocks that stay in
+//!   path: each thread walks its chunks of rows in small row blocks that stay in
 //!   L1/L2 while a tile of token activations (kept in L2) is applied to them,
 //!   so the weights are read from memory once per token tile, not once per token.
 //!
 //! Nothing here allocates: the caller owns every buffer.
 
 use crate::dispatch::{FormatKernels, Kernels};
-use crate::pool::{split_range, ThreadPool};
+use crate::pool::ThreadPool;
 use crate::types::GgmlType;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Output rows per thread boundary: 16 f32 = one 64-byte cache line of `y`
 /// (no two threads write the same line) and a multiple of every `gemv`
 /// kernel's row group (1, 2, 4 or 8 rows).
 pub const ROW_ALIGN: usize = 16;
+
+/// Row chunks per thread: threads take chunks from a shared counter, so a
+/// thread slowed down (another process on its core, a little core) is
+/// covered by the others instead of holding everyone up.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// Chunk size in rows: about `CHUNKS_PER_THREAD` chunks per thread, a
+/// multiple of [`ROW_ALIGN`].
+fn chunk_rows(rows: usize, nth: usize) -> usize {
+    rows.div_ceil(nth * CHUNKS_PER_THREAD)
+        .next_multiple_of(ROW_ALIGN)
+        .max(ROW_ALIGN)
+}
+
+/// Calls `f(r0, r1)` for the row chunks this thread claims: first chunk `ith`,
+/// then whatever the shared `next` counter hands out (it starts at `nth`).
+#[inline]
+fn for_each_chunk(
+    rows: usize,
+    chunk: usize,
+    ith: usize,
+    next: &AtomicUsize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let mut c = ith;
+    loop {
+        let r0 = c * chunk;
+        if r0 >= rows {
+            return;
+        }
+        f(r0, (r0 + chunk).min(rows));
+        c = next.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Rows of a weight block in [`matmul`]: with a 4096-wide Q4_K row (2304 bytes)
 /// 16 rows are 36 KiB, an L1-to-L2-sized block reused by every token of a tile.
@@ -244,7 +279,7 @@ impl OutPtr {
 /// `y[r] = W[r] · x` for every row `r` (decode): `x_act` is one activation
 /// row already quantized to the matrix's activation type (see [`quantize_act`]),
 /// `y` has `rows` elements. Rows are split across the pool's threads in
-/// contiguous bands aligned to [`ROW_ALIGN`].
+/// chunks aligned to [`ROW_ALIGN`], about four per thread, claimed dynamically.
 pub fn matvec(
     pool: &ThreadPool,
     kernels: &Kernels,
@@ -261,14 +296,17 @@ pub fn matvec(
     check_len("matvec output", w.rows, y.len())?;
     let out = OutPtr(y.as_mut_ptr());
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
-    pool.run(&|ith, nth| {
-        let (r0, r1) = split_range(rows, ith, nth, ROW_ALIGN);
-        if r0 < r1 {
-            // SAFETY: split_range gives each thread a disjoint range inside 0..rows,
-            // and y.len() == rows was checked above.
+    let nth = pool.n_threads();
+    let chunk = chunk_rows(rows, nth);
+    let next = AtomicUsize::new(nth);
+    pool.run(&|ith, _| {
+        for_each_chunk(rows, chunk, ith, &next, |r0, r1| {
+            // SAFETY: every chunk index is claimed by exactly one thread (its first
+            // chunk by index, the rest through the counter), chunks are disjoint
+            // ranges inside 0..rows, and y.len() == rows was checked above.
             let ys = unsafe { out.slice(r0, r1 - r0) };
             (fk.gemv)(cols, &data[r0 * rb..r1 * rb], rb, x_act, ys);
-        }
+        });
     });
     Ok(())
 }
@@ -277,8 +315,8 @@ pub fn matvec(
 /// `x_act` holds `n_tokens` quantized activation rows back to back, `y` is
 /// `[n_tokens][rows]`.
 ///
-/// Each thread takes a band of rows (aligned to [`ROW_ALIGN`]) and, for each
-/// tile of tokens whose activations fit in L2, walks its band in blocks of 16
+/// Threads claim row chunks (as in [`matvec`]); in a chunk, for each tile of
+/// tokens whose activations fit in L2, a thread walks the chunk in blocks of 16
 /// rows, applying every token of the tile to a block while it sits in cache.
 pub fn matmul(
     pool: &ThreadPool,
@@ -298,24 +336,25 @@ pub fn matmul(
     let tile = (MATMUL_ACT_TILE_BYTES / arb.max(1)).clamp(1, n_tokens.max(1));
     let out = OutPtr(y.as_mut_ptr());
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
-    pool.run(&|ith, nth| {
-        let (r0, r1) = split_range(rows, ith, nth, ROW_ALIGN);
-        if r0 >= r1 {
-            return;
-        }
-        for t0 in (0..n_tokens).step_by(tile) {
-            let t1 = (t0 + tile).min(n_tokens);
-            for b0 in (r0..r1).step_by(MATMUL_ROW_BLOCK) {
-                let b1 = (b0 + MATMUL_ROW_BLOCK).min(r1);
-                let wb = &data[b0 * rb..b1 * rb];
-                for t in t0..t1 {
-                    // SAFETY: rows b0..b1 of token t belong to this thread's band only;
-                    // y.len() == rows * n_tokens was checked above.
-                    let ys = unsafe { out.slice(t * rows + b0, b1 - b0) };
-                    (fk.gemv)(cols, wb, rb, &x_act[t * arb..(t + 1) * arb], ys);
+    let nth = pool.n_threads();
+    let chunk = chunk_rows(rows, nth);
+    let next = AtomicUsize::new(nth);
+    pool.run(&|ith, _| {
+        for_each_chunk(rows, chunk, ith, &next, |r0, r1| {
+            for t0 in (0..n_tokens).step_by(tile) {
+                let t1 = (t0 + tile).min(n_tokens);
+                for b0 in (r0..r1).step_by(MATMUL_ROW_BLOCK) {
+                    let b1 = (b0 + MATMUL_ROW_BLOCK).min(r1);
+                    let wb = &data[b0 * rb..b1 * rb];
+                    for t in t0..t1 {
+                        // SAFETY: rows b0..b1 lie in this thread's chunk (claimed by it
+                        // alone); y.len() == rows * n_tokens was checked above.
+                        let ys = unsafe { out.slice(t * rows + b0, b1 - b0) };
+                        (fk.gemv)(cols, wb, rb, &x_act[t * arb..(t + 1) * arb], ys);
+                    }
                 }
             }
-        }
+        });
     });
     Ok(())
 }
@@ -438,7 +477,7 @@ mod tests {
             for fk in formats {
                 let ty = fk.weight;
                 let cols = 2 * ty.block_elems().max(256); // 512 for every format
-                let rows = 37;
+                let rows = 101; // odd, and several chunks per thread
                 let n_tokens = 3;
                 let mut wdata = vec![0u8; rows * ty.row_bytes(cols).unwrap()];
                 assert!(fill_random_weights(ty, 7, &mut wdata), "{ty}");
