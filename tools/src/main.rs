@@ -4,6 +4,7 @@
 //! typed library errors into one clear line and a meaningful exit code.
 
 mod cmd;
+mod model_arg;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -21,7 +21,7 @@ pub(crate) fn io_err(what: &str, path: &Path, source: io::Error) -> CatalogError
     }
 }
 
-/// `<dir>/<file><suffix>`: the sibling paths of a cache file (`.partial`, `.lock`, `.pip`).
+/// `<dir>/<file><suffix>`: the sibling paths of a cache file (`.partial`, `.pip`).
 pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
@@ -33,7 +33,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An exclusive advisory lock (`flock`) on `<file>.lock`, held until dropped.
+/// An exclusive advisory lock (`flock`) on `.<file>.lock`, held until dropped.
 ///
 /// `flock` locks die with the process, so a killed pull never leaves a stale
 /// lock behind; the (empty) lock file itself is left in place on purpose:

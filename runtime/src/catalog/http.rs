@@ -59,12 +59,24 @@ pub(crate) fn fetch(
 ) -> Result<(), CatalogError> {
     let agent = agent(opts);
     let mut attempt = 0u32;
+    // Set once a server answered: a failure to connect before that (no network,
+    // no DNS) is reported at once instead of being retried.
+    let mut answered = false;
     loop {
-        match attempt_once(&agent, name, url, partial, expected, progress) {
+        match attempt_once(
+            &agent,
+            name,
+            url,
+            partial,
+            expected,
+            progress,
+            &mut answered,
+        ) {
             Ok(()) => return Ok(()),
             Err(AttemptError::Fatal(e)) => return Err(e),
             Err(AttemptError::Transient(e)) => {
-                if attempt >= opts.retries {
+                let never_connected = !answered && matches!(e, CatalogError::Network { .. });
+                if attempt >= opts.retries || never_connected {
                     return Err(e);
                 }
                 attempt += 1;
@@ -93,7 +105,8 @@ fn agent(opts: &PullOptions) -> ureq::Agent {
         .into()
 }
 
-/// One request (plus redirects) and as much of the body as arrives.
+/// One request (plus redirects) and as much of the body as arrives; sets
+/// `answered` when a server answered.
 fn attempt_once(
     agent: &ureq::Agent,
     name: &str,
@@ -101,6 +114,7 @@ fn attempt_once(
     partial: &Path,
     expected: &Expected,
     progress: &mut dyn Progress,
+    answered: &mut bool,
 ) -> Result<(), AttemptError> {
     use AttemptError::{Fatal, Transient};
 
@@ -130,7 +144,14 @@ fn attempt_once(
     }
 
     let opened = loop {
-        match open(agent, url, have) {
+        let result = open(agent, url, have);
+        if !matches!(
+            &result,
+            Err(OpenError::Transient(CatalogError::Network { .. }))
+        ) {
+            *answered = true;
+        }
+        match result {
             Ok(o) => break o,
             Err(OpenError::RangeNotSatisfiable) => {
                 // The partial is not a prefix of what the server has: start over.

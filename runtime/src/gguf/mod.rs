@@ -192,7 +192,7 @@ impl Gguf {
 
     fn type_err(&self, key: &str, expected: &'static str, found: &MetaValue<'_>) -> GgufError {
         GgufError::MetaType {
-            key: key.to_string(),
+            key: reader::printable(key).into_owned(),
             offset: self.value_offset(key).unwrap_or(0),
             expected,
             found: found.type_name(),
@@ -201,7 +201,7 @@ impl Gguf {
 
     fn range_err(&self, key: &str, expected: &'static str, found: &MetaValue<'_>) -> GgufError {
         GgufError::MetaRange {
-            key: key.to_string(),
+            key: reader::printable(key).into_owned(),
             offset: self.value_offset(key).unwrap_or(0),
             expected,
             value: found.to_string(),
@@ -285,7 +285,7 @@ impl Gguf {
 
     fn missing(key: &str) -> GgufError {
         GgufError::MissingKey {
-            key: key.to_string(),
+            key: reader::printable(key).into_owned(),
         }
     }
 

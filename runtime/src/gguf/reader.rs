@@ -19,6 +19,7 @@
 //!   padded to the alignment (what gguf.cpp requires), so they are aligned and
 //!   never overlap; every tensor's data lies inside the file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -203,6 +204,29 @@ fn read_str(
     Ok(start..cur.pos)
 }
 
+/// `s` as it may appear in a one-line error message: control characters
+/// escaped (a key from a hostile file could hold a newline or a terminal
+/// escape), cut to 200 characters.
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
+    const MAX: usize = 200;
+    if s.len() <= MAX && !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Parses and validates a whole file.
 pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
     let mut cur = Cursor { buf, pos: 0 };
@@ -278,25 +302,26 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
                 offset: key_at as u64,
             });
         }
+        let shown = printable(key_str);
         if let Some(&j) = key_index.get(key_str) {
             let first = kvs.get(j).map_or(0, |kv| kv.key.start.saturating_sub(8));
             return Err(GgufError::DuplicateKey {
-                key: key_str.to_string(),
+                key: shown.to_string(),
                 offset: key_at as u64,
                 first: first as u64,
             });
         }
         let value_offset = cur.pos;
-        let what = || format!("value of key '{key_str}'");
+        let what = || format!("value of key '{shown}'");
         let ty_id = cur
             .u32()
-            .map_err(|s| s.at(|| format!("type of key '{key_str}'")))?;
+            .map_err(|s| s.at(|| format!("type of key '{shown}'")))?;
         let ty = ValueType::from_id(ty_id).ok_or_else(|| GgufError::BadValueType {
             what: what(),
             offset: value_offset as u64,
             id: ty_id,
         })?;
-        let value = read_value(&mut cur, ty, key_str, 1)?;
+        let value = read_value(&mut cur, ty, &shown, 1)?;
         key_index.insert(key_str.to_string(), kvs.len());
         kvs.push(Kv {
             key,
@@ -335,8 +360,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
         let info_at = cur.pos;
         let name = read_str(&mut cur, &|| format!("name of tensor #{i}"), MAX_STRING_LEN)?;
         let name = std::str::from_utf8(buf.get(name).unwrap_or_default()).unwrap_or("");
+        let shown = printable(name);
         let shape_err = |offset: usize, reason: String| GgufError::BadShape {
-            tensor: name.to_string(),
+            tensor: shown.to_string(),
             offset: offset as u64,
             reason,
         };
@@ -359,7 +385,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
         }
         if let Some(&j) = tensor_index.get(name) {
             return Err(GgufError::DuplicateTensor {
-                name: name.to_string(),
+                name: shown.to_string(),
                 offset: info_at as u64,
                 first: tensors.get(j).map_or(0, |t| t.info_offset),
             });
@@ -368,7 +394,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
         let n_dims_at = cur.pos;
         let n_dims = cur
             .u32()
-            .map_err(|s| s.at(|| format!("dimension count of tensor '{name}'")))?;
+            .map_err(|s| s.at(|| format!("dimension count of tensor '{shown}'")))?;
         if n_dims > MAX_DIMS {
             return Err(shape_err(
                 n_dims_at,
@@ -380,7 +406,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
             let at = cur.pos;
             let v = cur
                 .u64()
-                .map_err(|s| s.at(|| format!("dimension {d} of tensor '{name}'")))?;
+                .map_err(|s| s.at(|| format!("dimension {d} of tensor '{shown}'")))?;
             if v > i64::MAX as u64 {
                 return Err(shape_err(
                     at,
@@ -404,20 +430,20 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
         let ty_at = cur.pos;
         let ty_id = cur
             .u32()
-            .map_err(|s| s.at(|| format!("type of tensor '{name}'")))?;
+            .map_err(|s| s.at(|| format!("type of tensor '{shown}'")))?;
         let ty = match GgmlType::from_id(ty_id) {
             Some(t) => t,
             None => {
                 if let Some(&(_, removed)) = REMOVED_TYPE_IDS.iter().find(|(id, _)| *id == ty_id) {
                     return Err(GgufError::RemovedTensorType {
-                        tensor: name.to_string(),
+                        tensor: shown.to_string(),
                         offset: ty_at as u64,
                         id: ty_id,
                         name: removed,
                     });
                 }
                 return Err(GgufError::UnknownTensorType {
-                    tensor: name.to_string(),
+                    tensor: shown.to_string(),
                     offset: ty_at as u64,
                     id: ty_id,
                 });
@@ -443,7 +469,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
 
         let offset = cur
             .u64()
-            .map_err(|s| s.at(|| format!("data offset of tensor '{name}'")))?;
+            .map_err(|s| s.at(|| format!("data offset of tensor '{shown}'")))?;
 
         tensor_index.insert(name.to_string(), tensors.len());
         tensors.push(TensorInfo {
@@ -656,7 +682,7 @@ fn check_layout(
     for t in tensors {
         if t.offset % alignment != 0 {
             return Err(GgufError::TensorMisaligned {
-                tensor: t.name.clone(),
+                tensor: printable(&t.name).into_owned(),
                 info_offset: t.info_offset,
                 offset: t.offset,
                 alignment,
@@ -665,15 +691,15 @@ fn check_layout(
         if t.offset != expected {
             if let (Some(p), true) = (prev, t.offset < expected) {
                 return Err(GgufError::TensorOverlap {
-                    a: p.name.clone(),
-                    b: t.name.clone(),
+                    a: printable(&p.name).into_owned(),
+                    b: printable(&t.name).into_owned(),
                     info_offset: t.info_offset,
                     offset: t.offset,
                     a_end: expected,
                 });
             }
             return Err(GgufError::TensorGap {
-                tensor: t.name.clone(),
+                tensor: printable(&t.name).into_owned(),
                 info_offset: t.info_offset,
                 offset: t.offset,
                 expected,
@@ -685,7 +711,7 @@ fn check_layout(
             (Some(_), Some(e)) if e <= file_size => {}
             _ => {
                 return Err(GgufError::TensorOutOfBounds {
-                    tensor: t.name.clone(),
+                    tensor: printable(&t.name).into_owned(),
                     info_offset: t.info_offset,
                     start: start.unwrap_or(u64::MAX),
                     end: end.unwrap_or(u64::MAX),
