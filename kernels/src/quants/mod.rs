@@ -8,6 +8,9 @@
 
 use crate::dispatch::{ActKernels, Backend, FormatKernels};
 
+pub mod bf16;
+pub mod f16;
+pub mod f32;
 pub mod iq4_nl;
 pub mod q4_0;
 pub mod q4_1;
@@ -31,6 +34,9 @@ pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q5_k::select,
     q6_k::select,
     iq4_nl::select,
+    f32::select,
+    f16::select,
+    bf16::select,
 ];
 
 /// Activation formats (the right operand of a quantized dot product).
@@ -38,6 +44,9 @@ pub(crate) const ACT_FORMATS: &[fn(Backend) -> ActKernels] = &[
     q8_0::select_act,
     q8_1::select_act,
     q8_k::select_act,
+    f32::select_act,
+    f16::select_act,
+    bf16::select_act,
 ];
 
 /// A kernel whose dot product is the unit of work; [`gemv_rows`] turns it into
