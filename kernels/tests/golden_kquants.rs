@@ -69,8 +69,8 @@ fn q8_k_quantization_matches_ggml() {
 
 /// The weight formats of this file: (type, fixture name).
 const FORMATS: &[(GgmlType, &str)] = &[
-    // (GgmlType::Q2_K, "q2_k"),
-    // (GgmlType::Q3_K, "q3_k"),
+    (GgmlType::Q2_K, "q2_k"),
+    (GgmlType::Q3_K, "q3_k"),
     (GgmlType::Q4_K, "q4_k"),
     (GgmlType::Q5_K, "q5_k"),
     (GgmlType::Q6_K, "q6_k"),

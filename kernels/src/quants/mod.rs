@@ -18,6 +18,8 @@ pub mod q5_0;
 pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
+pub mod q2_k;
+pub mod q3_k;
 pub mod q4_k;
 pub mod q5_k;
 pub mod q6_k;
@@ -30,6 +32,8 @@ pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q5_0::select,
     q5_1::select,
     q8_0::select,
+    q2_k::select,
+    q3_k::select,
     q4_k::select,
     q5_k::select,
     q6_k::select,
