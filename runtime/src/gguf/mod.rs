@@ -19,6 +19,7 @@
 //! bytes, tensor data is a `&[u8]` slice of the map, never copied.
 
 mod error;
+mod ftype;
 mod load;
 mod reader;
 mod tensor;
@@ -28,6 +29,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::GgufError;
+pub use ftype::{file_type_name, FTYPE_GUESSED};
 pub use load::{LoadMode, OpenOptions, ParseLoadModeError};
 pub use reader::{
     DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS, MAX_NAME_LEN,
