@@ -240,6 +240,19 @@ fn main() {
         );
     }
     println!();
+    // The cost of one parallel hand-off (what every matrix of a token pays once).
+    for t in 2..=max_threads {
+        let sink = std::sync::atomic::AtomicUsize::new(0);
+        let s = time_it(Some(2000), || {
+            pool(t).run(&|ith, _| {
+                sink.fetch_add(ith, std::sync::atomic::Ordering::Relaxed);
+            })
+        });
+        println!(
+            "pool.run round trip, empty job, {t} threads: {:.2} µs (median)\n",
+            s * 1e6
+        );
+    }
 
     let mut header = String::from("| format | path | bits/weight |");
     let mut rule = String::from("|---|---|---:|");

@@ -40,24 +40,17 @@ fn chunk_rows(rows: usize, nth: usize) -> usize {
         .max(ROW_ALIGN)
 }
 
-/// Calls `f(r0, r1)` for the row chunks this thread claims: first chunk `ith`,
-/// then whatever the shared `next` counter hands out (it starts at `nth`).
+/// Calls `f(r0, r1)` for every row chunk this thread claims from the shared
+/// counter `next` (which starts at 0): whichever threads are running take all
+/// the work, and a thread that starts late finds little or nothing left.
 #[inline]
-fn for_each_chunk(
-    rows: usize,
-    chunk: usize,
-    ith: usize,
-    next: &AtomicUsize,
-    mut f: impl FnMut(usize, usize),
-) {
-    let mut c = ith;
+fn for_each_chunk(rows: usize, chunk: usize, next: &AtomicUsize, mut f: impl FnMut(usize, usize)) {
     loop {
-        let r0 = c * chunk;
+        let r0 = next.fetch_add(1, Ordering::Relaxed) * chunk;
         if r0 >= rows {
             return;
         }
         f(r0, (r0 + chunk).min(rows));
-        c = next.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -298,12 +291,12 @@ pub fn matvec(
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
     let nth = pool.n_threads();
     let chunk = chunk_rows(rows, nth);
-    let next = AtomicUsize::new(nth);
-    pool.run(&|ith, _| {
-        for_each_chunk(rows, chunk, ith, &next, |r0, r1| {
-            // SAFETY: every chunk index is claimed by exactly one thread (its first
-            // chunk by index, the rest through the counter), chunks are disjoint
-            // ranges inside 0..rows, and y.len() == rows was checked above.
+    let next = AtomicUsize::new(0);
+    pool.run(&|_, _| {
+        for_each_chunk(rows, chunk, &next, |r0, r1| {
+            // SAFETY: the counter hands every chunk index to exactly one thread,
+            // chunks are disjoint ranges inside 0..rows, and y.len() == rows was
+            // checked above.
             let ys = unsafe { out.slice(r0, r1 - r0) };
             (fk.gemv)(cols, &data[r0 * rb..r1 * rb], rb, x_act, ys);
         });
@@ -338,9 +331,9 @@ pub fn matmul(
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
     let nth = pool.n_threads();
     let chunk = chunk_rows(rows, nth);
-    let next = AtomicUsize::new(nth);
-    pool.run(&|ith, _| {
-        for_each_chunk(rows, chunk, ith, &next, |r0, r1| {
+    let next = AtomicUsize::new(0);
+    pool.run(&|_, _| {
+        for_each_chunk(rows, chunk, &next, |r0, r1| {
             for t0 in (0..n_tokens).step_by(tile) {
                 let t1 = (t0 + tile).min(n_tokens);
                 for b0 in (r0..r1).step_by(MATMUL_ROW_BLOCK) {

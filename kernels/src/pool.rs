@@ -14,6 +14,11 @@
 //!   waiting is worth several percent of token rate on a Pi 5 (the gap between
 //!   two matrices is shorter than a futex wake-up); a spin count of 0 parks at
 //!   once, for battery or thermal headroom.
+//! - Every `ith` in `0..nth` runs exactly once, but not necessarily on "its"
+//!   thread: after its own share, the caller takes over the share of any worker
+//!   that has not started yet (one atomic compare-and-swap per worker). A worker
+//!   the OS has not scheduled (another process on its core) or that is still
+//!   waking from a park then costs nothing, instead of stalling the whole job.
 //! - A panic in any thread is caught, the other threads finish the job, and the
 //!   panic is re-raised in the caller: the pool never deadlocks and stays usable.
 //! - A pool of one thread runs the closure inline. A `run` issued while the pool
@@ -23,7 +28,7 @@
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle, Thread};
 
@@ -53,15 +58,26 @@ pub enum PoolError {
 /// A lifetime-erased pointer to the current job (see the SAFETY comment in `run`).
 type ErasedJob = *const (dyn Fn(usize, usize) + Sync + 'static);
 
+/// A worker's share of the current job: nothing to do.
+const IDLE: u8 = 0;
+/// A job was published and this share is unclaimed: the worker or the caller
+/// takes it with a compare-and-swap to RUNNING / IDLE.
+const PENDING: u8 = 1;
+/// The worker is running its share.
+const RUNNING: u8 = 2;
+
 struct Shared {
     n_threads: usize,
     spin: u32,
     /// Bumped once per job (and once at shutdown); workers wait for it to change.
     generation: AtomicU64,
     /// The job of the current generation. Written only by the thread that owns
-    /// `busy`, before it bumps `generation`; read by workers after they see the bump.
+    /// `busy` while no share is PENDING or RUNNING; read by a worker only after it
+    /// moved its share from PENDING to RUNNING.
     job: UnsafeCell<Option<ErasedJob>>,
-    /// Workers that have not yet finished the current job.
+    /// Per worker (`ith - 1`): IDLE, PENDING or RUNNING.
+    slots: Box<[AtomicU8]>,
+    /// Shares (of workers) not yet finished: the caller waits for zero.
     remaining: AtomicUsize,
     /// Set while a `run` is in flight: guards `job` and `caller`.
     busy: AtomicBool,
@@ -73,10 +89,11 @@ struct Shared {
 }
 
 // SAFETY: `job` (the only field that is not Sync by itself) is written only by the
-// thread holding `busy`, strictly before the Release/SeqCst bump of `generation`,
-// and read by workers only after they observe that bump with Acquire ordering and
-// before they decrement `remaining`; the writer does not touch it again until
-// `remaining` is back to zero. The pointee is `Sync`.
+// thread holding `busy`, and only while every slot is IDLE; it then publishes each
+// slot as PENDING with a Release store. A worker reads `job` only after its Acquire
+// compare-and-swap PENDING -> RUNNING succeeded, and stops using it before it
+// decrements `remaining`; the writer does not touch `job` again until `remaining`
+// is zero. The pointee is `Sync`.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced under that protocol.
 unsafe impl Send for Shared {}
@@ -114,6 +131,7 @@ impl ThreadPool {
             spin,
             generation: AtomicU64::new(0),
             job: UnsafeCell::new(None),
+            slots: (1..n_threads).map(|_| AtomicU8::new(IDLE)).collect(),
             remaining: AtomicUsize::new(0),
             busy: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -165,23 +183,26 @@ impl ThreadPool {
         let nth = s.n_threads;
 
         // SAFETY: this erases the lifetime of the borrowed closure so that the
-        // workers can see it through `Shared`. It is sound because the pointer is
-        // only dereferenced by workers between their observation of the generation
-        // bump below and their decrement of `remaining`, and this function does not
-        // return (not even by unwinding: the caller's own call is wrapped in
-        // catch_unwind) before `remaining` is zero. The closure therefore outlives
-        // every use of the pointer. Both types are the same fat pointer; only the
-        // trait object's lifetime bound differs.
+        // workers can see it through `Shared`. It is sound because a worker only
+        // dereferences the pointer between claiming its share (PENDING -> RUNNING)
+        // and decrementing `remaining`, and this function does not return (not even
+        // by unwinding: every call it makes itself is wrapped in catch_unwind) before
+        // `remaining` is zero and every share is IDLE again. The closure therefore
+        // outlives every use of the pointer. Both types are the same fat pointer;
+        // only the trait object's lifetime bound differs.
         let erased: ErasedJob = unsafe {
             std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), ErasedJob>(
                 f as *const (dyn Fn(usize, usize) + Sync + '_),
             )
         };
-        // SAFETY: we hold `busy`, so no other thread writes `job`, and no worker reads
-        // it until the generation bump below.
+        // SAFETY: we hold `busy` and every slot is IDLE (the previous run waited for
+        // that), so no other thread reads or writes `job` now.
         unsafe { *s.job.get() = Some(erased) };
         *s.caller.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread::current());
         s.remaining.store(nth - 1, Ordering::Relaxed);
+        for slot in s.slots.iter() {
+            slot.store(PENDING, Ordering::Release);
+        }
         s.generation.fetch_add(1, Ordering::SeqCst);
         for (t, _) in &self.workers {
             // Cheap when the worker is spinning (an atomic swap), a futex wake when parked.
@@ -190,7 +211,20 @@ impl ThreadPool {
 
         let mine = panic::catch_unwind(AssertUnwindSafe(|| f(0, nth)));
 
-        // Wait for the workers: spin, then park until the last one unparks us.
+        // Take over the shares of workers that have not started (descheduled, or
+        // still waking up): run them here rather than wait for their thread.
+        for (i, slot) in s.slots.iter().enumerate() {
+            if slot
+                .compare_exchange(PENDING, IDLE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                run_share(s, f, i + 1, nth);
+                s.remaining.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+
+        // Wait for the workers that did start: spin, then park until the last one
+        // unparks us.
         let mut spins = 0u32;
         while s.remaining.load(Ordering::Acquire) != 0 {
             if spins < s.spin {
@@ -200,7 +234,7 @@ impl ThreadPool {
                 thread::park();
             }
         }
-        // SAFETY: all workers are done with the job; we still hold `busy`.
+        // SAFETY: every share is done and IDLE; we still hold `busy`.
         unsafe { *s.job.get() = None };
         let theirs = s
             .panic
@@ -214,6 +248,16 @@ impl ThreadPool {
         }
         if let Some(payload) = theirs {
             panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// Runs share `ith` of the job, keeping the first panic for the caller.
+fn run_share(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), ith: usize, nth: usize) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(ith, nth))) {
+        let mut slot = s.panic.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(payload);
         }
     }
 }
@@ -242,19 +286,24 @@ fn worker_loop(s: &Shared, ith: usize) {
         if s.shutdown.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: the generation bump we just observed (Acquire) was made after the
-        // job was written, and the job stays valid until we decrement `remaining`.
+        // Claim our share; the caller may have taken it over already.
+        let slot = &s.slots[ith - 1];
+        if slot
+            .compare_exchange(PENDING, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        // SAFETY: our successful Acquire claim happened after the caller wrote the
+        // job (it publishes PENDING with Release after writing), and the job stays
+        // valid until we decrement `remaining` below.
         let job = unsafe { *s.job.get() };
         if let Some(job) = job {
             // SAFETY: see `run`: the closure outlives this call.
             let f = unsafe { &*job };
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(ith, s.n_threads))) {
-                let mut slot = s.panic.lock().unwrap_or_else(PoisonError::into_inner);
-                if slot.is_none() {
-                    *slot = Some(payload);
-                }
-            }
+            run_share(s, f, ith, s.n_threads);
         }
+        slot.store(IDLE, Ordering::Release);
         if s.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Last one out wakes the caller (harmless if it is still spinning).
             if let Some(t) = s
