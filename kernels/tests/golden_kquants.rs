@@ -74,7 +74,7 @@ const FORMATS: &[(GgmlType, &str)] = &[
     (GgmlType::Q4_K, "q4_k"),
     (GgmlType::Q5_K, "q5_k"),
     (GgmlType::Q6_K, "q6_k"),
-    // (GgmlType::IQ4_XS, "iq4_xs"),
+    (GgmlType::IQ4_XS, "iq4_xs"),
 ];
 
 /// Dequantization equals gguf-py (and ggml) bit for bit, on every backend.

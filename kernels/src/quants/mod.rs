@@ -12,6 +12,7 @@ pub mod bf16;
 pub mod f16;
 pub mod f32;
 pub mod iq4_nl;
+pub mod iq4_xs;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
@@ -38,6 +39,7 @@ pub(crate) const WEIGHT_FORMATS: &[fn(Backend) -> FormatKernels] = &[
     q5_k::select,
     q6_k::select,
     iq4_nl::select,
+    iq4_xs::select,
     f32::select,
     f16::select,
     bf16::select,
