@@ -319,6 +319,20 @@ pub fn matmul(
     n_tokens: usize,
     y: &mut [f32],
 ) -> Result<(), MatError> {
+    matmul_tiled(pool, kernels, w, x_act, n_tokens, y, MATMUL_ACT_TILE_BYTES)
+}
+
+/// [`matmul`] with an explicit activation tile size in bytes (tests use tiny
+/// tiles to exercise the tile loop).
+fn matmul_tiled(
+    pool: &ThreadPool,
+    kernels: &Kernels,
+    w: &QMatrix<'_>,
+    x_act: &[u8],
+    n_tokens: usize,
+    y: &mut [f32],
+    tile_bytes: usize,
+) -> Result<(), MatError> {
     let fk = *format_and_act(kernels, w.ty)?;
     let arb = act_row_bytes(kernels, w.ty, w.cols)?;
     check_len("matmul activation bytes", arb * n_tokens, x_act.len())?;
@@ -326,7 +340,7 @@ pub fn matmul(
     if n_tokens == 1 {
         return matvec(pool, kernels, w, x_act, y);
     }
-    let tile = (MATMUL_ACT_TILE_BYTES / arb.max(1)).clamp(1, n_tokens.max(1));
+    let tile = (tile_bytes / arb.max(1)).clamp(1, n_tokens.max(1));
     let out = OutPtr(y.as_mut_ptr());
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
     let nth = pool.n_threads();
@@ -471,7 +485,7 @@ mod tests {
                 let ty = fk.weight;
                 let cols = 2 * ty.block_elems().max(256); // 512 for every format
                 let rows = 101; // odd, and several chunks per thread
-                let n_tokens = 3;
+                let n_tokens = 5;
                 let mut wdata = vec![0u8; rows * ty.row_bytes(cols).unwrap()];
                 assert!(fill_random_weights(ty, 7, &mut wdata), "{ty}");
                 let w = QMatrix::new(&k, ty, rows, cols, &wdata).unwrap();
@@ -489,6 +503,13 @@ mod tests {
                 for pool in &pools {
                     let mut y = vec![f32::NAN; rows * n_tokens];
                     matmul(pool, &k, &w, &xq, n_tokens, &mut y).unwrap();
+                    // Tiles of 2 tokens (3 tiles) must give the same bits.
+                    let mut y2 = vec![f32::NAN; rows * n_tokens];
+                    matmul_tiled(pool, &k, &w, &xq, n_tokens, &mut y2, 2 * arb).unwrap();
+                    assert!(
+                        y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{ty} tiles"
+                    );
                     let mut y1 = vec![f32::NAN; rows];
                     for t in 0..n_tokens {
                         matvec(pool, &k, &w, &xq[t * arb..(t + 1) * arb], &mut y1).unwrap();
