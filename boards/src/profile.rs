@@ -112,9 +112,9 @@ pub struct DetectRules {
 #[serde(deny_unknown_fields)]
 pub struct ThermalLimits {
     /// Sustained at or above this (≥ 10 s), drop one compute thread.
-    pub soft_c: f32,
+    pub soft_c: f64,
     /// At or above this, drop a thread at once (and again every few seconds).
-    pub hard_c: f32,
+    pub hard_c: f64,
 }
 
 /// The settings for one RAM size.

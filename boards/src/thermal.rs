@@ -105,7 +105,7 @@ impl ThrottleFlags {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ThermalReading {
     /// SoC temperature, °C.
-    pub temp_c: Option<f32>,
+    pub temp_c: Option<f64>,
     /// Firmware throttling flags (Raspberry Pi only).
     pub throttled: Option<ThrottleFlags>,
 }
@@ -177,7 +177,7 @@ impl ThermalSensor {
     pub fn read_now(&self) -> ThermalReading {
         let temp_c = self.temp_file.as_deref().and_then(|f| {
             let milli: i64 = self.root.read_lenient(f)?.trim().parse().ok()?;
-            Some(milli as f32 / 1000.0)
+            Some(milli as f64 / 1000.0)
         });
         let throttled = self
             .throttled_file
@@ -228,11 +228,11 @@ fn find_get_throttled(root: &Sysroot) -> Option<String> {
 pub struct GovernorConfig {
     /// At or above this temperature (or while the firmware reports throttling)
     /// the board is "hot".
-    pub soft_c: f32,
+    pub soft_c: f64,
     /// At or above this, shed a thread without waiting for `sustain`.
-    pub hard_c: f32,
+    pub hard_c: f64,
     /// "Cool" means at or below `soft_c − hysteresis_c` and not throttled.
-    pub hysteresis_c: f32,
+    pub hysteresis_c: f64,
     /// Readings closer together than this reuse the last decision.
     pub poll_interval: Duration,
     /// How long "hot" must last (over at least `min_hot_polls` readings) before
@@ -250,7 +250,7 @@ impl GovernorConfig {
     /// Defaults around a profile's limits: poll ≤ 1/s, shed after 10 s hot
     /// (3+ readings), shed every 2 s at the hard limit, restore after 30 s at
     /// least 5 °C below the soft limit.
-    pub fn new(soft_c: f32, hard_c: f32) -> GovernorConfig {
+    pub fn new(soft_c: f64, hard_c: f64) -> GovernorConfig {
         GovernorConfig {
             soft_c,
             hard_c,
@@ -436,7 +436,7 @@ mod tests {
         reads: usize,
     }
     impl Fake {
-        fn temps(t: &[f32]) -> Fake {
+        fn temps(t: &[f64]) -> Fake {
             Fake {
                 q: t.iter()
                     .map(|&t| ThermalReading {
