@@ -419,6 +419,37 @@ impl BoardProfile {
     }
 }
 
+impl BoardSettings {
+    /// The context to plan for: the request (or the profile's default),
+    /// capped by the model's trained context and, unless `force`, by the
+    /// profile's `max_ctx`. Returns the context and, when it was capped, why.
+    /// (Memory is checked afterwards by [`crate::fit`], which may lower it more.)
+    pub fn context_for(
+        &self,
+        requested: Option<u32>,
+        model_ctx: u32,
+        force: bool,
+    ) -> (u32, Option<String>) {
+        let want = requested.unwrap_or(self.default_ctx).max(1);
+        let mut ctx = want;
+        let mut note = None;
+        if model_ctx > 0 && ctx > model_ctx {
+            ctx = model_ctx;
+            note = Some(format!(
+                "context {want} is beyond the model's {model_ctx}; using {model_ctx}"
+            ));
+        }
+        if !force && ctx > self.max_ctx {
+            note = Some(format!(
+                "context {want} is above this board's limit of {} ({}); using {} (--force to override)",
+                self.max_ctx, self.board_name, self.max_ctx
+            ));
+            ctx = self.max_ctx;
+        }
+        (ctx, note)
+    }
+}
+
 /// A set of profiles: the built-ins, replaced or extended by user files.
 #[derive(Clone, Debug)]
 pub struct ProfileSet {
@@ -568,6 +599,23 @@ mod tests {
         assert_eq!(pi5.tier_for_ram(8000).ram_mb, 4096);
         assert_eq!(pi5.tier_for_ram(100).ram_mb, pi5.memory[0].ram_mb);
         assert_eq!(pi5.tier_for_ram(65536).ram_mb, 16384);
+    }
+
+    #[test]
+    fn context_choice() {
+        let set = ProfileSet::builtin().unwrap();
+        let s = set.get("pi5").unwrap().0.resolve(8192, Some(4)); // default 4096, max 16384
+        assert_eq!(s.context_for(None, 131072, false), (4096, None));
+        assert_eq!(s.context_for(Some(8192), 131072, false), (8192, None));
+        let (c, note) = s.context_for(Some(65536), 131072, false);
+        assert_eq!(c, 16384);
+        assert!(note.unwrap().contains("limit of 16384"));
+        assert_eq!(s.context_for(Some(65536), 131072, true).0, 65536);
+        let (c, note) = s.context_for(Some(65536), 32768, true);
+        assert_eq!(c, 32768);
+        assert!(note.unwrap().contains("model's 32768"));
+        // A model with a short trained context caps the default.
+        assert_eq!(s.context_for(None, 2048, false).0, 2048);
     }
 
     #[test]
