@@ -72,10 +72,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// `pistil pull --list`.
 fn list() -> anyhow::Result<()> {
+    use std::fmt::Write as _;
     let cat = catalog::catalog()?;
     let dir = catalog::models_dir();
-    println!("model cache: {}", dir.display());
-    println!(
+    let mut table = String::new();
+    let _ = writeln!(table, "model cache: {}", dir.display());
+    let _ = writeln!(
+        table,
         "{:<22} {:>8}  {:<10} {:<9} DESCRIPTION",
         "NAME", "SIZE", "CACHED", "RAM"
     );
@@ -94,12 +97,23 @@ fn list() -> anyhow::Result<()> {
         };
         let size = e.size.map(human_bytes).unwrap_or_else(|| "?".into());
         let ram = format!("{:.1} GB", e.min_ram_mb as f64 / 1024.0);
-        println!(
+        let _ = writeln!(
+            table,
             "{:<22} {:>8}  {:<10} {:<9} {}",
             e.name, size, cached, ram, e.description
         );
     }
-    Ok(())
+    print_stdout(&table)
+}
+
+/// Write `text` to stdout; a closed pipe (`pistil pull --list | head`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// A warning (not an error: the model may be pulled for another machine) when
