@@ -297,6 +297,15 @@ pub struct MemoryEstimate {
     pub kv_cells_swa: u32,
 }
 
+/// KV cells of a sliding-window layer (the model's cache allocates exactly
+/// this): the window plus one micro-batch of new tokens, padded to 256 as
+/// llama.cpp's `llama_kv_cache_iswa` does, at most the context. Always at
+/// least `window + n_ubatch - 1`, what a ring buffer needs to process a batch.
+pub fn swa_kv_cells(window: u32, n_ubatch: u32, ctx: u32) -> u32 {
+    let want = (window as u64 + n_ubatch.max(1) as u64).min(ctx as u64);
+    want.next_multiple_of(256).min(ctx as u64) as u32
+}
+
 /// Plans a run of the model in `g`.
 pub fn estimate(g: &Gguf, p: &PlanParams) -> Result<MemoryEstimate, GgufError> {
     let dims = ModelDims::from_gguf(g)?;
@@ -315,10 +324,7 @@ pub fn estimate(g: &Gguf, p: &PlanParams) -> Result<MemoryEstimate, GgufError> {
 pub fn estimate_dims(d: &ModelDims, weights: u64, p: &PlanParams) -> MemoryEstimate {
     let ctx = p.ctx.max(1);
     let kv_cells_swa = match d.sliding_window {
-        Some(w) if d.swa_layers.iter().any(|&s| s) => {
-            let want = (w as u64 + p.n_ubatch as u64).min(ctx as u64);
-            want.next_multiple_of(256).min(ctx as u64) as u32
-        }
+        Some(w) if d.swa_layers.iter().any(|&s| s) => swa_kv_cells(w, p.n_ubatch, ctx),
         _ => 0,
     };
     let kv_cache: u64 = (0..d.n_layer as usize)

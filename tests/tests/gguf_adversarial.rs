@@ -235,7 +235,17 @@ fn invalid_utf8_everywhere() {
     let e = err(&one_kv(vt::STR, |w| {
         w.bytes_str(bad);
     }));
-    assert!(matches!(e, GgufError::BadUtf8 { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GgufError::BadUtf8 {
+                offset: 50,
+                bad_at: 52,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_msg(&e, &["value of key 'test.x'", "offset 50"]);
 
     let e = err(&one_kv(vt::ARR, |w| {

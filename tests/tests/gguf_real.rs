@@ -281,7 +281,9 @@ fn typed_getters_name_the_key() {
 /// What gguf-py 0.19.0 says about each tiny model: file size, KV pairs,
 /// tensors, data offset, tensor bytes, elements, and the sum of every byte of
 /// tensor data (numpy, `t.data.view(uint8).sum()`), which checks every offset.
-const TINY: &[(&str, u64, usize, usize, usize, u64, u64, u64)] = &[
+/// (file, size, n_kv, n_tensors, data_offset, tensor_bytes, n_elements, byte_sum)
+type TinyRow = (&'static str, u64, usize, usize, usize, u64, u64, u64);
+const TINY: &[TinyRow] = &[
     (
         "tiny-gemma3.f32.gguf",
         5272160,

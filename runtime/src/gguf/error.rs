@@ -3,14 +3,14 @@
 //! from the one line the CLI prints.
 
 use std::path::PathBuf;
-use std::str::Utf8Error;
 
 /// Why a GGUF file could not be opened, parsed or queried.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GgufError {
-    /// The file could not be opened, mapped or read.
-    #[error("{}: {source}", path.display())]
+    /// The file could not be opened, mapped or read. (The OS error is the
+    /// `source`, printed after this by error-chain printers such as anyhow's `{:#}`.)
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -80,15 +80,14 @@ pub enum GgufError {
     },
 
     /// A string (key, value, array element or tensor name) is not UTF-8.
-    #[error("{what} at offset {offset} is not valid UTF-8: {source}")]
+    #[error("{what} at offset {offset} is not valid UTF-8 (bad byte at offset {bad_at})")]
     BadUtf8 {
         /// The string (names the key or tensor).
         what: String,
         /// Where its bytes start.
         offset: u64,
-        /// The decoder's complaint.
-        #[source]
-        source: Utf8Error,
+        /// Where the first invalid byte is.
+        bad_at: u64,
     },
 
     /// A metadata key is the empty string.

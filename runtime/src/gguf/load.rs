@@ -265,7 +265,9 @@ fn lock(map: &memmap2::Mmap, path: &Path) {
     );
 }
 
+// `rlim_t` is u64 on 64-bit Linux but 32 bits on some targets: keep the casts.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
 fn show_limit(v: u64) -> String {
     if v == libc::RLIM_INFINITY as u64 {
         "unlimited".to_string()
@@ -276,6 +278,7 @@ fn show_limit(v: u64) -> String {
 
 /// The soft and hard `RLIMIT_MEMLOCK`.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
 fn memlock_limit() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -290,6 +293,7 @@ fn memlock_limit() -> Option<(u64, u64)> {
 /// Sets the soft `RLIMIT_MEMLOCK` to `to` (at most the hard limit, which an
 /// unprivileged process may do).
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
 fn raise_memlock(to: u64) -> bool {
     let Some((_, max)) = memlock_limit() else {
         return false;

@@ -196,10 +196,10 @@ fn read_str(
     }
     let start = cur.pos;
     let bytes = cur.take(len).map_err(|s| s.at(what))?;
-    std::str::from_utf8(bytes).map_err(|source| GgufError::BadUtf8 {
+    std::str::from_utf8(bytes).map_err(|e| GgufError::BadUtf8 {
         what: what(),
         offset: start as u64,
-        source,
+        bad_at: (start + e.valid_up_to()) as u64,
     })?;
     Ok(start..cur.pos)
 }
