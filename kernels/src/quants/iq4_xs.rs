@@ -169,7 +169,7 @@ mod avx2 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c");
 
     /// Dot products of `R` rows (`row_bytes` apart from `w`) with the Q8_K
     /// row `a`. Signed × signed bytes go through `maddubs` as
@@ -235,7 +235,7 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_dot_rows {
     ($feat:literal, $dot32:ident) => {
-        crate::quants::q8_k::gemv_in_groups!($feat, 2);
+        crate::quants::q8_k::gemv_in_groups!($feat);
 
         /// Dot products of `R` rows with the Q8_K row `a`.
         ///

@@ -156,7 +156,7 @@ mod avx2 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c");
 
     /// Bits `2j..2j+2` of every byte, as 0..=3.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -241,7 +241,7 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_dot_rows {
     ($feat:literal, $dot16:ident) => {
-        crate::quants::q8_k::gemv_in_groups!($feat, 2);
+        crate::quants::q8_k::gemv_in_groups!($feat);
 
         /// Dot products of `R` rows with the Q8_K row `a`.
         ///

@@ -177,7 +177,7 @@ mod avx2 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c");
 
     /// Bit `k` of every byte of `v` moved to bit 2 (16-bit shifts: the bit
     /// that lands on bit 2 of a byte always comes from that byte).
@@ -278,7 +278,7 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_dot_rows {
     ($feat:literal, $dot16:ident) => {
-        crate::quants::q8_k::gemv_in_groups!($feat, 2);
+        crate::quants::q8_k::gemv_in_groups!($feat);
 
         /// Dot products of `R` rows with the Q8_K row `a`.
         ///

@@ -285,7 +285,7 @@ mod avx2 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx2,fma,f16c");
 
     /// Dot products of `R` rows (`row_bytes` apart from `w`) with the Q8_K row `a`.
     ///
@@ -385,7 +385,7 @@ mod avx512 {
     use crate::quants::q8_k::x86::*;
     use core::arch::x86_64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 2);
+    crate::quants::q8_k::gemv_in_groups!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 
     /// Dot products of `R` rows with the Q8_K row `a`, 64 weights per
     /// instruction: the 64 `ql` bytes of a half give weights 0..64 (low
@@ -516,7 +516,7 @@ mod neon {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon", 2);
+    crate::quants::q8_k::gemv_in_groups!("neon");
 
     /// Dot products of `R` rows with the Q8_K row `a`, ARMv8.0 NEON: per
     /// group of 16, `smull`+`smlal` (2 products per i16 lane: ≤ 2·63·128),
@@ -578,7 +578,7 @@ mod dotprod {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon,dotprod", 2);
+    crate::quants::q8_k::gemv_in_groups!("neon,dotprod");
 
     /// Dot products of `R` rows with the Q8_K row `a`, NEON + `sdot`.
     ///

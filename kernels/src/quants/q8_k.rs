@@ -248,11 +248,24 @@ macro_rules! k_entries {
 }
 pub(crate) use k_entries;
 
+/// Rows per multi-row kernel call in `gemv` (see `gemv_in_groups!`).
+///
+/// Measured on x86 (AMD EPYC, single thread, 4096-wide rows): 2 or 4 rows
+/// sharing the activation loads are never faster from L3, and from DRAM they
+/// fall to 4–8 GB/s against 18–20 GB/s for one row at a time — interleaved
+/// row streams defeat the hardware prefetcher. ggml's CPU kernels are
+/// single-row too. The kernels stay generic over the row count so that a
+/// board where it pays can use it; re-measure on the Pis.
+pub(crate) const GEMV_ROWS: usize = 1;
+
 /// Defines `gemv` in a SIMD module from its `dot_rows::<R>`: `out[r] = dot(row
 /// r)` in groups of `$rows` rows sharing the activation loads, then one row at
 /// a time.
 macro_rules! gemv_in_groups {
-    ($feat:literal, $rows:literal) => {
+    ($feat:literal) => {
+        $crate::quants::q8_k::gemv_in_groups!($feat, { $crate::quants::q8_k::GEMV_ROWS });
+    };
+    ($feat:literal, $rows:expr) => {
         /// # Safety
         /// CPU features as enabled; `w` holds `out.len()` rows of `row_bytes`
         /// (each ≥ `nb` blocks) and `a` holds `nb` Q8_K blocks.
@@ -267,7 +280,12 @@ macro_rules! gemv_in_groups {
             let mut chunks = out.chunks_exact_mut($rows);
             let mut r = 0;
             for o in &mut chunks {
-                o.copy_from_slice(&dot_rows::<$rows>(nb, w.add(r * row_bytes), row_bytes, a));
+                o.copy_from_slice(&dot_rows::<{ $rows }>(
+                    nb,
+                    w.add(r * row_bytes),
+                    row_bytes,
+                    a,
+                ));
                 r += $rows;
             }
             for o in chunks.into_remainder() {
