@@ -39,16 +39,16 @@ impl Merges {
                 .get(pos..pos + 8)
                 .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
                 .and_then(|l| usize::try_from(l).ok())
-                .ok_or(TokenizerError::CorruptArray {
+                .ok_or_else(|| TokenizerError::CorruptArray {
                     key: KEY,
                     index: rank,
                 })?;
-            let s = raw
-                .get(pos + 8..pos + 8 + len)
-                .ok_or(TokenizerError::CorruptArray {
-                    key: KEY,
-                    index: rank,
-                })?;
+            let s =
+                raw.get(pos + 8..pos + 8 + len)
+                    .ok_or_else(|| TokenizerError::CorruptArray {
+                        key: KEY,
+                        index: rank,
+                    })?;
             pos += 8 + len;
             // Split at the first space after the first byte (a side may be " ").
             let split = s

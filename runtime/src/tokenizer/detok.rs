@@ -38,10 +38,7 @@ impl Pieces {
                 blob.extend_from_slice(text);
             } else if a & attr::NORMAL != 0 {
                 match enc {
-                    TextEncoding::ByteLevel => match std::str::from_utf8(text) {
-                        Ok(s) => super::unicode::byte_decode_into(s, &mut blob),
-                        Err(_) => blob.extend_from_slice(text),
-                    },
+                    TextEncoding::ByteLevel => byte_level_decode(text, &mut blob),
                     TextEncoding::SentencePiece => unescape_spaces(text, &mut blob),
                 }
             } else if a & attr::BYTE != 0 {
@@ -71,16 +68,46 @@ impl Pieces {
 
 /// `▁` (U+2581) → space.
 fn unescape_spaces(text: &[u8], out: &mut Vec<u8>) {
-    const SP: &[u8] = "\u{2581}".as_bytes();
+    let mut rest = text;
+    // `▁` is E2 96 81; copy the runs between them whole.
+    while let Some(p) = rest.iter().position(|&b| b == 0xE2) {
+        if rest[p..].starts_with(&[0xE2, 0x96, 0x81]) {
+            out.extend_from_slice(&rest[..p]);
+            out.push(b' ');
+            rest = &rest[p + 3..];
+        } else {
+            out.extend_from_slice(&rest[..p + 1]);
+            rest = &rest[p + 1..];
+        }
+    }
+    out.extend_from_slice(rest);
+}
+
+/// GPT-2 byte-level text → bytes. Printable ASCII stands for itself; the
+/// alphabet's other characters are all below U+0800, i.e. two UTF-8 bytes.
+fn byte_level_decode(text: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < text.len() {
-        if text[i..].starts_with(SP) {
-            out.push(b' ');
-            i += SP.len();
-        } else {
-            out.push(text[i]);
+        let b = text[i];
+        if (0x21..0x7F).contains(&b) {
+            out.push(b);
             i += 1;
+            continue;
         }
+        if b & 0xE0 == 0xC0 {
+            if let Some(&b1) = text.get(i + 1) {
+                let cp = (u32::from(b & 0x1F) << 6) | u32::from(b1 & 0x3F);
+                if let Some(byte) = char::from_u32(cp).and_then(super::unicode::char_to_byte) {
+                    out.push(byte);
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        // Not in the alphabet (never in a well-formed vocabulary): keep the character.
+        let len = super::bpe::utf8_len(b).min(text.len() - i);
+        out.extend_from_slice(&text[i..i + len]);
+        i += len;
     }
 }
 

@@ -135,20 +135,6 @@ pub(crate) fn char_to_byte(c: char) -> Option<u8> {
     }
 }
 
-/// Decodes a GPT-2 byte-level token text to its bytes. Characters outside the
-/// alphabet (never in a well-formed vocabulary) are kept as their own UTF-8.
-pub(crate) fn byte_decode_into(text: &str, out: &mut Vec<u8>) {
-    for c in text.chars() {
-        match char_to_byte(c) {
-            Some(b) => out.push(b),
-            None => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ impl Vocab {
             let len = blob
                 .get(pos..pos + 8)
                 .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .ok_or(TokenizerError::CorruptArray { key: KEY, index: i })?;
+                .ok_or_else(|| TokenizerError::CorruptArray { key: KEY, index: i })?;
             let start = pos + 8;
             let end = usize::try_from(len).ok().and_then(|l| start.checked_add(l));
             match end {
