@@ -180,6 +180,8 @@ mod avx2 {
     /// AVX2+FMA+F16C; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -244,6 +246,8 @@ macro_rules! neon_dot_rows {
         /// `nb` Q8_K blocks.
         #[target_feature(enable = $feat)]
         #[inline]
+        // Rows, chunks and groups index several parallel arrays.
+        #[allow(clippy::needless_range_loop)]
         pub(super) unsafe fn dot_rows<const R: usize>(
             nb: usize,
             w: *const u8,
@@ -335,6 +339,8 @@ mod tests {
             qs: rng.bytes(QK_K / 2).try_into().unwrap(),
         })
     }
+
+    crate::quants::q8_k::multirow_test!(BLOCK_IQ4_XS_BYTES, random_blocks, x86: [avx2 => Avx2], arm: [neon => Neon, dotprod => Dotprod]);
 
     #[test]
     fn block_layout() {

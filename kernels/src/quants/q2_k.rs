@@ -177,6 +177,8 @@ mod avx2 {
     /// AVX2+FMA+F16C; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -250,6 +252,8 @@ macro_rules! neon_dot_rows {
         /// `nb` Q8_K blocks.
         #[target_feature(enable = $feat)]
         #[inline]
+        // Rows, chunks and groups index several parallel arrays.
+        #[allow(clippy::needless_range_loop)]
         pub(super) unsafe fn dot_rows<const R: usize>(
             nb: usize,
             w: *const u8,
@@ -364,6 +368,8 @@ mod tests {
             dmin: rng.scale_f16(-3.0, -1.0),
         })
     }
+
+    crate::quants::q8_k::multirow_test!(BLOCK_Q2_K_BYTES, random_blocks, x86: [avx2 => Avx2], arm: [neon => Neon, dotprod => Dotprod]);
 
     #[test]
     fn block_layout() {
@@ -500,11 +506,11 @@ mod tests {
                 b.scales[g] = ls | (lm << 4);
             }
             let (df, mf) = (b.d.to_f32(), b.dmin.to_f32());
-            for v in 0..QK_K {
+            for (v, &xv) in xb.iter().enumerate() {
                 let sc = b.scales[v / 16];
                 let (dl, ml) = (df * (sc & 0xF) as f32, mf * (sc >> 4) as f32);
                 let q = if dl > 0.0 {
-                    ((xb[v] + ml) / dl).round().clamp(0.0, 3.0) as u8
+                    ((xv + ml) / dl).round().clamp(0.0, 3.0) as u8
                 } else {
                     0
                 };

@@ -115,11 +115,11 @@ pub fn vec_dot_q3_K_q8_K(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let s = unpack_scales(&x.scales);
         let q = unpack(&x);
         let mut isum = 0i32;
-        for g in 0..16 {
+        for (g, &sg) in s.iter().enumerate() {
             let t: i32 = (16 * g..16 * g + 16)
                 .map(|k| q[k] as i32 * y.qs[k] as i32)
                 .sum();
-            isum += s[g] as i32 * t;
+            isum += sg as i32 * t;
         }
         sumf += y.d * x.d.to_f32() * isum as f32;
     }
@@ -216,6 +216,8 @@ mod avx2 {
     /// AVX2+FMA+F16C; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -287,6 +289,8 @@ macro_rules! neon_dot_rows {
         /// `nb` Q8_K blocks.
         #[target_feature(enable = $feat)]
         #[inline]
+        // Rows, chunks and groups index several parallel arrays.
+        #[allow(clippy::needless_range_loop)]
         pub(super) unsafe fn dot_rows<const R: usize>(
             nb: usize,
             w: *const u8,
@@ -412,6 +416,8 @@ mod tests {
             d: rng.signed_scale_f16(-3.0, -1.0),
         })
     }
+
+    crate::quants::q8_k::multirow_test!(BLOCK_Q3_K_BYTES, random_blocks, x86: [avx2 => Avx2], arm: [neon => Neon, dotprod => Dotprod]);
 
     #[test]
     fn block_layout() {

@@ -448,6 +448,8 @@ mod avx2 {
     /// AVX2+FMA+F16C; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -533,6 +535,8 @@ mod avx512 {
     /// AVX-512 F/BW/VL/VNNI; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -613,6 +617,8 @@ mod neon {
     /// Every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "neon")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -689,6 +695,8 @@ mod dotprod {
     /// `nb` Q8_K blocks.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -759,6 +767,8 @@ mod tests {
             qs: rng.bytes(QK_K / 2).try_into().unwrap(),
         })
     }
+
+    crate::quants::q8_k::multirow_test!(BLOCK_Q4_K_BYTES, random_blocks, x86: [avx2 => Avx2, avx512 => Avx512], arm: [neon => Neon, dotprod => Dotprod]);
 
     #[test]
     fn block_layout() {

@@ -293,6 +293,8 @@ mod avx2 {
     /// AVX2+FMA+F16C; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -396,6 +398,8 @@ mod avx512 {
     /// AVX-512 F/BW/VL/VNNI; every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -526,6 +530,8 @@ mod neon {
     /// Every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
     #[target_feature(enable = "neon")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -587,6 +593,8 @@ mod dotprod {
     /// `nb` Q8_K blocks.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
+    // Rows, chunks and groups index several parallel arrays.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn dot_rows<const R: usize>(
         nb: usize,
         w: *const u8,
@@ -646,6 +654,8 @@ mod tests {
             d: rng.signed_scale_f16(-3.0, -1.0),
         })
     }
+
+    crate::quants::q8_k::multirow_test!(BLOCK_Q6_K_BYTES, random_blocks, x86: [avx2 => Avx2, avx512 => Avx512], arm: [neon => Neon, dotprod => Dotprod]);
 
     #[test]
     fn block_layout() {

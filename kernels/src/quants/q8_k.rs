@@ -297,6 +297,57 @@ macro_rules! gemv_in_groups {
 }
 pub(crate) use gemv_in_groups;
 
+/// A unit test that runs a format's multi-row kernels (`dot_rows::<3>`) on
+/// every backend this CPU has and compares each row with the scalar
+/// `vec_dot` (`gemv` runs one row at a time, see [`GEMV_ROWS`], so this keeps
+/// the multi-row code checked).
+#[cfg(test)]
+macro_rules! multirow_test {
+    ($bb:expr, $rand:ident, x86: [$($xm:ident => $xb:ident),*], arm: [$($am:ident => $ab:ident),*]) => {
+        #[test]
+        fn multi_row_kernels_match_single_row() {
+            use crate::testutil::{abs_dot_f64, assert_close, backends, quantize, Rng, SIMD_REL_BUDGET};
+            let mut rng = Rng::new(99);
+            let (nb, rows) = (3usize, 3usize);
+            let w = $rand(&mut rng, rows * nb);
+            let x = rng.normals(nb * QK_K, 1.0);
+            let a = quantize(&$crate::quants::q8_k::select_act(Backend::Scalar), &x);
+            let row_bytes = nb * $bb;
+            let scalar = select(Backend::Scalar);
+            for b in backends() {
+                #[allow(unused_mut)]
+                let mut got: Option<[f32; 3]> = None;
+                $(
+                    #[cfg(target_arch = "x86_64")]
+                    if b == Backend::$xb {
+                        // SAFETY: `backends()` lists only what this CPU runs;
+                        // `w` holds 3 rows of `nb` blocks, `a` `nb` Q8_K blocks.
+                        got = Some(unsafe { super::$xm::dot_rows::<3>(nb, w.as_ptr(), row_bytes, a.as_ptr()) });
+                    }
+                )*
+                $(
+                    #[cfg(target_arch = "aarch64")]
+                    if b == Backend::$ab {
+                        // SAFETY: as above.
+                        got = Some(unsafe { super::$am::dot_rows::<3>(nb, w.as_ptr(), row_bytes, a.as_ptr()) });
+                    }
+                )*
+                let Some(got) = got else { continue };
+                for r in 0..rows {
+                    let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                    let want = (scalar.vec_dot)(nb * QK_K, row, &a) as f64;
+                    let mut deq = vec![0f32; nb * QK_K];
+                    (scalar.dequantize_row)(row, &mut deq);
+                    let tol = SIMD_REL_BUDGET * abs_dot_f64(&deq, &x) + f64::from(f32::MIN_POSITIVE);
+                    assert_close(&format!("{b} dot_rows::<3> row {r}"), got[r] as f64, want, tol);
+                }
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use multirow_test;
+
 /// Shared x86 helpers of the K-quant kernels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
