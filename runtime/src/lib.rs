@@ -10,5 +10,6 @@
 pub mod catalog;
 pub mod chat;
 pub mod gguf;
+pub mod model;
 pub mod plan;
 pub mod tokenizer;
