@@ -91,13 +91,6 @@ pub fn f32_to_bf16_row(src: &[f32], dst: &mut [u8]) {
 pub(crate) mod x86 {
     use core::arch::x86_64::*;
 
-    /// One f16 (bits) → f32 with F16C: a block scale in a SIMD kernel.
-    #[target_feature(enable = "f16c")]
-    #[inline]
-    pub(crate) fn h2f(bits: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
-
     /// Eight f16 at `p` → f32.
     ///
     /// # Safety
@@ -434,11 +427,6 @@ mod tests {
             assert!(check(f16_bits_to_f32(bits)));
             #[cfg(target_arch = "aarch64")]
             assert!(check(neon::h2f(bits)), "{bits:#x}");
-            #[cfg(target_arch = "x86_64")]
-            if crate::CpuFeatures::detect().f16c {
-                // SAFETY: F16C checked just above.
-                assert!(check(unsafe { x86::h2f(bits) }), "{bits:#x}");
-            }
         }
     }
 }

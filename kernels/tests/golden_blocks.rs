@@ -102,7 +102,8 @@ fn reference_quantizers_match_ggml() {
     let rows = m["ref"]["rows"].as_u64().unwrap() as usize;
     let x = f32s(&fixture("quant-b32/ref.input.f32.bin"));
     assert_eq!(x.len(), rows * len);
-    let quantizers: [(&str, GgmlType, fn(&[f32], &mut [u8])); 4] = [
+    type Quantizer = fn(&[f32], &mut [u8]);
+    let quantizers: [(&str, GgmlType, Quantizer); 4] = [
         ("q4_0", GgmlType::Q4_0, q4_0::quantize_row_q4_0_ref),
         ("q4_1", GgmlType::Q4_1, q4_1::quantize_row_q4_1_ref),
         ("q5_0", GgmlType::Q5_0, q5_0::quantize_row_q5_0_ref),

@@ -109,11 +109,60 @@ pub fn vec_dot_q4_0_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{h2f, hsum_ps, mul_sum_i8_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::{mul_sum_i8_ps, nibbles_32};
+    use crate::quants::q8_0::x86::{BlockDot, PairDot};
     use core::arch::x86_64::*;
 
-    /// Q4_0 × Q8_0, `R` rows.
+    /// Q4_0 blocks: `q - 8` as signed bytes, sign trick + `maddubs`.
+    pub(super) struct Q4_0;
+    impl BlockDot for Q4_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let x = _mm256_sub_epi8(nibbles_32(wb.add(2)), _mm256_set1_epi8(8));
+                mul_sum_i8_ps(x, y)
+            }
+        }
+    }
+
+    impl PairDot for Q4_0 {
+        type Shared2 = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared2(_: __m256i, _: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, _: ()) -> __m256 {
+            const W: usize = <Q4_0 as BlockDot>::W_BYTES;
+            // SAFETY: per the trait contract (two whole blocks at `wa`).
+            unsafe {
+                let t = _mm256_loadu2_m128i(
+                    wa.add(2 + W) as *const __m128i,
+                    wa.add(2) as *const __m128i,
+                );
+                let lo = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(t), _mm256_set1_epi8(0x0f));
+                let (m8, ones) = (_mm256_set1_epi8(8), _mm256_set1_epi16(1));
+                let (lo, hi) = (_mm256_sub_epi8(lo, m8), _mm256_sub_epi8(hi, m8));
+                // |q - 8|·|y| ≤ 8·127: the two halves' pair sums add up in i16.
+                let plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(ylo, lo));
+                let phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(yhi, hi));
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(plo, phi), ones))
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -124,34 +173,78 @@ mod avx2 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let off = _mm256_set1_epi8(8);
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let x = _mm256_sub_epi8(nibbles_32(wb.add(2)), off);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx2::drive2::<Q4_0, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
+// workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{h2f, hsum_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::nibbles_32;
+    use crate::quants::q8_0::x86::{BlockDot, PairDot};
     use core::arch::x86_64::*;
 
-    /// Q4_0 × Q8_0, `R` rows: `vpdpbusd(-8·Σy, q, y)` per block.
+    /// Q4_0 blocks: unsigned nibbles into `vpdpbusd`, accumulator preset to `-8·Σy`.
+    pub(super) struct Q4_0;
+    impl BlockDot for Q4_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = __m256i;
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared(y: __m256i) -> __m256i {
+            let sy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), y);
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<3>(sy))
+        }
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, shared: __m256i) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe { _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(shared, nibbles_32(wb.add(2)), y)) }
+        }
+    }
+
+    impl PairDot for Q4_0 {
+        type Shared2 = __m256i;
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared2(ylo: __m256i, yhi: __m256i) -> __m256i {
+            let ones = _mm256_set1_epi8(1);
+            let sy = _mm256_dpbusd_epi32(
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, ylo),
+                ones,
+                yhi,
+            );
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<3>(sy))
+        }
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, shared: __m256i) -> __m256 {
+            const W: usize = <Q4_0 as BlockDot>::W_BYTES;
+            // SAFETY: per the trait contract (two whole blocks at `wa`).
+            unsafe {
+                let t = _mm256_loadu2_m128i(
+                    wa.add(2 + W) as *const __m128i,
+                    wa.add(2) as *const __m128i,
+                );
+                let lo = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(t), _mm256_set1_epi8(0x0f));
+                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(
+                    _mm256_dpbusd_epi32(shared, lo, ylo),
+                    hi,
+                    yhi,
+                ))
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -162,26 +255,8 @@ mod avx512 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let ones = _mm256_set1_epi8(1);
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                // -8·Σy per 4-byte lane, shared by the rows.
-                let sy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, y);
-                let base = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<3>(sy));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let s = _mm256_dpbusd_epi32(base, nibbles_32(wb.add(2)), y);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx512::drive2::<Q4_0, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -190,26 +265,33 @@ mod avx512 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::neon::{dot_i8x32, h2f};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::arm::NeonBlock;
     use core::arch::aarch64::*;
 
-    /// The 32 weights of the Q4_0 block at `p`, as `q - 8` in two i8x16.
-    ///
-    /// # Safety
-    /// `p` must be valid for reading 16 bytes.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    pub(super) unsafe fn decode(p: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: per the caller.
-        let v = unsafe { vld1q_u8(p) };
-        let off = vdupq_n_s8(8);
-        let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), off);
-        let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), off);
-        (lo, hi)
+    pub(super) struct Q4_0;
+    impl NeonBlock for Q4_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let v = vld1q_u8(wb.add(2));
+                let lo = vandq_u8(v, vdupq_n_u8(0x0f));
+                let hi = vshrq_n_u8::<4>(v);
+                let off = vdupq_n_s8(8);
+                (
+                    vsubq_s8(vreinterpretq_s8_u8(lo), off),
+                    vsubq_s8(vreinterpretq_s8_u8(hi), off),
+                )
+            }
+        }
     }
 
-    /// Q4_0 × Q8_0, `R` rows.
+    /// `R` rows through the shared NEON driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -220,35 +302,14 @@ mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let (x0, x1) = decode(wb.add(2));
-                    let p = dot_i8x32(x0, x1, y0, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        acc.map(|v| vaddvq_f32(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::arm::drive_neon::<Q4_0, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod dotprod {
-    use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::dotprod::sdot;
-    use crate::quants::q8_0::neon::h2f;
-    use crate::quants::q8_0::read_u16;
-    use core::arch::aarch64::*;
-
-    /// Q4_0 × Q8_0, `R` rows.
+    /// `R` rows through the shared NEON+dotprod driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -259,23 +320,10 @@ mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let (x0, x1) = super::neon::decode(wb.add(2));
-                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
+        // SAFETY: per the caller.
+        unsafe {
+            crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q4_0, R>(nb, w, row_bytes, a)
         }
-        acc.map(|v| vaddvq_f32(v))
     }
 }
 
@@ -423,7 +471,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = Rng::new(40);
-        for (nblocks, rows) in [(1, 5), (3, 7), (64, 6), (128, 9)] {
+        for (nblocks, rows) in [(1, 5), (2, 3), (3, 7), (5, 4), (6, 5), (64, 6), (128, 9)] {
             let w = random_blocks(&mut rng, nblocks * rows);
             let x = rng.normals(nblocks * 32, 1.0);
             check_backends(

@@ -101,11 +101,55 @@ pub fn vec_dot_q4_1_q8_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{h2f, hsum_ps, mul_sum_u8_i8_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::{mul_sum_u8_i8_ps, nibbles_32};
+    use crate::quants::q8_0::x86::{BlockDot, PairDot};
     use core::arch::x86_64::*;
 
-    /// Q4_1 × Q8_1, `R` rows.
+    /// Q4_1 blocks: unsigned nibbles, `maddubs`.
+    pub(super) struct Q4_1;
+    impl BlockDot for Q4_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe { mul_sum_u8_i8_ps(nibbles_32(wb.add(4)), y) }
+        }
+    }
+
+    impl PairDot for Q4_1 {
+        type Shared2 = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared2(_: __m256i, _: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, _: ()) -> __m256 {
+            const W: usize = <Q4_1 as BlockDot>::W_BYTES;
+            // SAFETY: per the trait contract (two whole blocks at `wa`).
+            unsafe {
+                let t = _mm256_loadu2_m128i(
+                    wa.add(4 + W) as *const __m128i,
+                    wa.add(4) as *const __m128i,
+                );
+                let lo = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(t), _mm256_set1_epi8(0x0f));
+                // q·|y| ≤ 15·127: the two halves' pair sums add up in i16.
+                let p =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -116,35 +160,69 @@ mod avx2 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y = _mm256_loadu_si256(ab.add(4) as *const __m256i);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    acc[r] = _mm256_fmadd_ps(d, mul_sum_u8_i8_ps(nibbles_32(wb.add(4)), y), acc[r]);
-                }
-            }
-        }
-        core::array::from_fn(|r| hsum_ps(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx2::drive2::<Q4_1, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
+// workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{h2f, hsum_ps, nibbles_32};
+    use crate::quants::q8_0::avx2::nibbles_32;
     use crate::quants::q8_0::avx512::mul_sum_u8_i8_ps;
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::x86::{BlockDot, PairDot};
     use core::arch::x86_64::*;
 
-    /// Q4_1 × Q8_1, `R` rows.
+    /// Q4_1 blocks: unsigned nibbles, `vpdpbusd`.
+    pub(super) struct Q4_1;
+    impl BlockDot for Q4_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe { mul_sum_u8_i8_ps(nibbles_32(wb.add(4)), y) }
+        }
+    }
+
+    impl PairDot for Q4_1 {
+        type Shared2 = ();
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared2(_: __m256i, _: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, _: ()) -> __m256 {
+            const W: usize = <Q4_1 as BlockDot>::W_BYTES;
+            // SAFETY: per the trait contract (two whole blocks at `wa`).
+            unsafe {
+                let t = _mm256_loadu2_m128i(
+                    wa.add(4 + W) as *const __m128i,
+                    wa.add(4) as *const __m128i,
+                );
+                let lo = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(t), _mm256_set1_epi8(0x0f));
+                let z = _mm256_setzero_si256();
+                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(
+                    _mm256_dpbusd_epi32(z, lo, ylo),
+                    hi,
+                    yhi,
+                ))
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -155,23 +233,8 @@ mod avx512 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y = _mm256_loadu_si256(ab.add(4) as *const __m256i);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    acc[r] = _mm256_fmadd_ps(d, mul_sum_u8_i8_ps(nibbles_32(wb.add(4)), y), acc[r]);
-                }
-            }
-        }
-        core::array::from_fn(|r| hsum_ps(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx512::drive2::<Q4_1, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -180,25 +243,29 @@ mod avx512 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::neon::{dot_i8x32, h2f};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::arm::NeonBlock;
     use core::arch::aarch64::*;
 
-    /// The 32 quants (0..15) of the block whose `qs` is at `p`.
-    ///
-    /// # Safety
-    /// `p` valid for reading 16 bytes.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    pub(super) unsafe fn decode(p: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: per the caller.
-        let v = unsafe { vld1q_u8(p) };
-        let lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
-        let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
-        (lo, hi)
+    pub(super) struct Q4_1;
+    impl NeonBlock for Q4_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let v = vld1q_u8(wb.add(4));
+                let lo = vandq_u8(v, vdupq_n_u8(0x0f));
+                let hi = vshrq_n_u8::<4>(v);
+                (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
+            }
+        }
     }
 
-    /// Q4_1 × Q8_1, `R` rows.
+    /// `R` rows through the shared NEON driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -209,37 +276,14 @@ mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y0 = vld1q_s8(ab.add(4) as *const i8);
-                let y1 = vld1q_s8(ab.add(20) as *const i8);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let (x0, x1) = decode(wb.add(4));
-                    let p = dot_i8x32(x0, x1, y0, y1);
-                    acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        core::array::from_fn(|r| vaddvq_f32(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::arm::drive_neon::<Q4_1, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod dotprod {
-    use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::dotprod::sdot;
-    use crate::quants::q8_0::neon::h2f;
-    use crate::quants::q8_0::read_u16;
-    use core::arch::aarch64::*;
-
-    /// Q4_1 × Q8_1, `R` rows.
+    /// `R` rows through the shared NEON+dotprod driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -250,25 +294,10 @@ mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y0 = vld1q_s8(ab.add(4) as *const i8);
-                let y1 = vld1q_s8(ab.add(20) as *const i8);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let (x0, x1) = super::neon::decode(wb.add(4));
-                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
-                    acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
+        // SAFETY: per the caller.
+        unsafe {
+            crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q4_1, R>(nb, w, row_bytes, a)
         }
-        core::array::from_fn(|r| vaddvq_f32(acc[r]) + summs[r])
     }
 }
 
@@ -394,7 +423,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = Rng::new(41);
-        for (nblocks, rows) in [(1, 5), (3, 7), (64, 6), (128, 9)] {
+        for (nblocks, rows) in [(1, 5), (2, 3), (3, 7), (5, 4), (6, 5), (64, 6), (128, 9)] {
             let w = random_blocks(&mut rng, nblocks * rows);
             let x = rng.normals(nblocks * 32, 1.0);
             check_backends(

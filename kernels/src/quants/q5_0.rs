@@ -124,11 +124,34 @@ pub fn vec_dot_q5_0_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{bits_32, h2f, hsum_ps, mul_sum_i8_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::{bits_32, mul_sum_i8_ps, nibbles_32};
+    use crate::quants::q8_0::x86::BlockDot;
     use core::arch::x86_64::*;
 
-    /// Q5_0 × Q8_0, `R` rows.
+    /// Q5_0 blocks: `q - 16` = nibble | (h ? 0 : 0xF0) as signed bytes, sign trick + `maddubs`.
+    pub(super) struct Q5_0;
+    impl BlockDot for Q5_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let hi = _mm256_andnot_si256(bits_32(wb.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
+                let x = _mm256_or_si256(nibbles_32(wb.add(6)), hi);
+                mul_sum_i8_ps(x, y)
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -139,36 +162,48 @@ mod avx2 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let f0 = _mm256_set1_epi8(0xf0u8 as i8);
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    // q - 16 = nibble - 16 + 16·h = nibble | (h ? 0 : 0xF0) as i8.
-                    let hi = _mm256_andnot_si256(bits_32(wb.add(2)), f0);
-                    let x = _mm256_or_si256(nibbles_32(wb.add(6)), hi);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx2::drive::<Q5_0, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
+// workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{bits_32, h2f, hsum_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::{bits_32, nibbles_32};
+    use crate::quants::q8_0::x86::BlockDot;
     use core::arch::x86_64::*;
 
-    /// Q5_0 × Q8_0, `R` rows: `vpdpbusd(-16·Σy, q, y)` per block.
+    /// Q5_0 blocks: the unsigned 5-bit quant into `vpdpbusd`, accumulator preset to `-16·Σy`.
+    pub(super) struct Q5_0;
+    impl BlockDot for Q5_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = __m256i;
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared(y: __m256i) -> __m256i {
+            let sy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), y);
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<4>(sy))
+        }
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, shared: __m256i) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let hb = _mm256_and_si256(bits_32(wb.add(2)), _mm256_set1_epi8(0x10));
+                let q = _mm256_or_si256(nibbles_32(wb.add(6)), hb);
+                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(shared, q, y))
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -179,30 +214,8 @@ mod avx512 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let ones = _mm256_set1_epi8(1);
-        let b4 = _mm256_set1_epi8(0x10);
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                let sy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, y);
-                let base = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<4>(sy));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let q = _mm256_or_si256(
-                        nibbles_32(wb.add(6)),
-                        _mm256_and_si256(bits_32(wb.add(2)), b4),
-                    );
-                    let s = _mm256_dpbusd_epi32(base, q, y);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx512::drive::<Q5_0, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -211,10 +224,8 @@ mod avx512 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::neon::{dot_i8x32, h2f};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::arm::NeonBlock;
     use core::arch::aarch64::*;
-
     /// Byte `i` of the table picks byte `i/8` of the broadcast `qh` (first 16
     /// elements from bytes 0–1, the next 16 from bytes 2–3)…
     static SPREAD: [u8; 32] = [
@@ -241,23 +252,32 @@ pub(crate) mod neon {
         }
     }
 
-    /// The 32 weights `q - 16` of the Q5_0 block at `p` (its `qh` field).
-    ///
-    /// # Safety
-    /// `p` valid for reading 20 bytes (`qh` then `qs`).
-    #[target_feature(enable = "neon")]
-    #[inline]
-    pub(super) unsafe fn decode(p: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: per the caller.
-        let ((hl, hh), v) = unsafe { (bits_32(p), vld1q_u8(p.add(4))) };
-        let f0 = vdupq_n_u8(0xf0);
-        // nibble | (h ? 0 : 0xF0), read as i8, is q - 16.
-        let lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vbicq_u8(f0, hl));
-        let hi = vorrq_u8(vshrq_n_u8::<4>(v), vbicq_u8(f0, hh));
-        (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
+    pub(super) struct Q5_0;
+    impl NeonBlock for Q5_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let (hl, hh) = bits_32(wb.add(2));
+                let v = vld1q_u8(wb.add(6));
+                let lo = vandq_u8(v, vdupq_n_u8(0x0f));
+                let hi = vshrq_n_u8::<4>(v);
+                // nibble | (h ? 0 : 0xF0), read as i8, is q - 16.
+                let f0 = vdupq_n_u8(0xf0);
+                (
+                    vreinterpretq_s8_u8(vorrq_u8(lo, vbicq_u8(f0, hl))),
+                    vreinterpretq_s8_u8(vorrq_u8(hi, vbicq_u8(f0, hh))),
+                )
+            }
+        }
     }
 
-    /// Q5_0 × Q8_0, `R` rows.
+    /// `R` rows through the shared NEON driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -268,35 +288,14 @@ pub(crate) mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let (x0, x1) = decode(wb.add(2));
-                    let p = dot_i8x32(x0, x1, y0, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        acc.map(|v| vaddvq_f32(v))
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_0, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod dotprod {
-    use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::dotprod::sdot;
-    use crate::quants::q8_0::neon::h2f;
-    use crate::quants::q8_0::read_u16;
-    use core::arch::aarch64::*;
-
-    /// Q5_0 × Q8_0, `R` rows.
+    /// `R` rows through the shared NEON+dotprod driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -307,23 +306,10 @@ mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let (x0, x1) = super::neon::decode(wb.add(2));
-                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
+        // SAFETY: per the caller.
+        unsafe {
+            crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q5_0, R>(nb, w, row_bytes, a)
         }
-        acc.map(|v| vaddvq_f32(v))
     }
 }
 
@@ -450,7 +436,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = Rng::new(50);
-        for (nblocks, rows) in [(1, 5), (3, 7), (64, 6), (128, 9)] {
+        for (nblocks, rows) in [(1, 5), (2, 3), (3, 7), (5, 4), (6, 5), (64, 6), (128, 9)] {
             let w = random_blocks(&mut rng, nblocks * rows);
             let x = rng.normals(nblocks * 32, 1.0);
             check_backends(

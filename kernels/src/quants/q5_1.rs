@@ -123,11 +123,33 @@ pub fn vec_dot_q5_1_q8_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{bits_32, h2f, hsum_ps, mul_sum_u8_i8_ps, nibbles_32};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::avx2::{bits_32, mul_sum_u8_i8_ps, nibbles_32};
+    use crate::quants::q8_0::x86::BlockDot;
     use core::arch::x86_64::*;
 
-    /// Q5_1 × Q8_1, `R` rows.
+    /// Q5_1 blocks: nibble | 0x10·h (unsigned), `maddubs`.
+    pub(super) struct Q5_1;
+    impl BlockDot for Q5_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let hb = _mm256_and_si256(bits_32(wb.add(4)), _mm256_set1_epi8(0x10));
+                mul_sum_u8_i8_ps(_mm256_or_si256(nibbles_32(wb.add(8)), hb), y)
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -138,37 +160,45 @@ mod avx2 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y = _mm256_loadu_si256(ab.add(4) as *const __m256i);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let hb = _mm256_and_si256(bits_32(wb.add(4)), _mm256_set1_epi8(0x10));
-                    let q = _mm256_or_si256(nibbles_32(wb.add(8)), hb);
-                    acc[r] = _mm256_fmadd_ps(d, mul_sum_u8_i8_ps(q, y), acc[r]);
-                }
-            }
-        }
-        core::array::from_fn(|r| hsum_ps(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx2::drive::<Q5_1, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
+// workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::avx2::{bits_32, h2f, hsum_ps, nibbles_32};
+    use crate::quants::q8_0::avx2::{bits_32, nibbles_32};
     use crate::quants::q8_0::avx512::mul_sum_u8_i8_ps;
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::x86::BlockDot;
     use core::arch::x86_64::*;
 
-    /// Q5_1 × Q8_1, `R` rows.
+    /// Q5_1 blocks: nibble | 0x10·h (unsigned), `vpdpbusd`.
+    pub(super) struct Q5_1;
+    impl BlockDot for Q5_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let hb = _mm256_and_si256(bits_32(wb.add(4)), _mm256_set1_epi8(0x10));
+                mul_sum_u8_i8_ps(_mm256_or_si256(nibbles_32(wb.add(8)), hb), y)
+            }
+        }
+    }
+
+    /// `R` rows through the shared x86 driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -179,25 +209,8 @@ mod avx512 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y = _mm256_loadu_si256(ab.add(4) as *const __m256i);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let hb = _mm256_and_si256(bits_32(wb.add(4)), _mm256_set1_epi8(0x10));
-                    let q = _mm256_or_si256(nibbles_32(wb.add(8)), hb);
-                    acc[r] = _mm256_fmadd_ps(d, mul_sum_u8_i8_ps(q, y), acc[r]);
-                }
-            }
-        }
-        core::array::from_fn(|r| hsum_ps(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::x86::avx512::drive::<Q5_1, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -207,26 +220,34 @@ mod avx512 {
 mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
     use crate::quants::q5_0::neon::bits_32;
-    use crate::quants::q8_0::neon::{dot_i8x32, h2f};
-    use crate::quants::q8_0::read_u16;
+    use crate::quants::q8_0::arm::NeonBlock;
     use core::arch::aarch64::*;
 
-    /// The 32 quants (0..31) of the block whose `qh` is at `p` (`qs` follows).
-    ///
-    /// # Safety
-    /// `p` valid for reading 20 bytes.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    pub(super) unsafe fn decode(p: *const u8) -> (int8x16_t, int8x16_t) {
-        // SAFETY: per the caller.
-        let ((hl, hh), v) = unsafe { (bits_32(p), vld1q_u8(p.add(4))) };
-        let b4 = vdupq_n_u8(0x10);
-        let lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vandq_u8(hl, b4));
-        let hi = vorrq_u8(vshrq_n_u8::<4>(v), vandq_u8(hh, b4));
-        (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
+    pub(super) struct Q5_1;
+    impl NeonBlock for Q5_1 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = ACT_BYTES;
+        const A_QS: usize = 4;
+        const HAS_MIN: bool = true;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                let (hl, hh) = bits_32(wb.add(4));
+                let v = vld1q_u8(wb.add(8));
+                let lo = vandq_u8(v, vdupq_n_u8(0x0f));
+                let hi = vshrq_n_u8::<4>(v);
+                let b4 = vdupq_n_u8(0x10);
+                (
+                    vreinterpretq_s8_u8(vorrq_u8(lo, vandq_u8(hl, b4))),
+                    vreinterpretq_s8_u8(vorrq_u8(hi, vandq_u8(hh, b4))),
+                )
+            }
+        }
     }
 
-    /// Q5_1 × Q8_1, `R` rows.
+    /// `R` rows through the shared NEON driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -237,37 +258,14 @@ mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y0 = vld1q_s8(ab.add(4) as *const i8);
-                let y1 = vld1q_s8(ab.add(20) as *const i8);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let (x0, x1) = decode(wb.add(4));
-                    let p = dot_i8x32(x0, x1, y0, y1);
-                    acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        core::array::from_fn(|r| vaddvq_f32(acc[r]) + summs[r])
+        // SAFETY: per the caller.
+        unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_1, R>(nb, w, row_bytes, a) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod dotprod {
-    use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::dotprod::sdot;
-    use crate::quants::q8_0::neon::h2f;
-    use crate::quants::q8_0::read_u16;
-    use core::arch::aarch64::*;
-
-    /// Q5_1 × Q8_1, `R` rows.
+    /// `R` rows through the shared NEON+dotprod driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -278,25 +276,10 @@ mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summs = [0f32; R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * ACT_BYTES);
-                let (dy, sy) = (h2f(read_u16(ab)), h2f(read_u16(ab.add(2))));
-                let y0 = vld1q_s8(ab.add(4) as *const i8);
-                let y1 = vld1q_s8(ab.add(20) as *const i8);
-                for r in 0..R {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    summs[r] += h2f(read_u16(wb.add(2))) * sy;
-                    let (x0, x1) = super::neon::decode(wb.add(4));
-                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
-                    acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
+        // SAFETY: per the caller.
+        unsafe {
+            crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q5_1, R>(nb, w, row_bytes, a)
         }
-        core::array::from_fn(|r| vaddvq_f32(acc[r]) + summs[r])
     }
 }
 
@@ -424,7 +407,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = Rng::new(41);
-        for (nblocks, rows) in [(1, 5), (3, 7), (64, 6), (128, 9)] {
+        for (nblocks, rows) in [(1, 5), (2, 3), (3, 7), (5, 4), (6, 5), (64, 6), (128, 9)] {
             let w = random_blocks(&mut rng, nblocks * rows);
             let x = rng.normals(nblocks * 32, 1.0);
             check_backends(

@@ -295,8 +295,7 @@ pub fn vec_dot_q8_0_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     //! AVX2 building blocks shared by the Q*_0/Q*_1/IQ4_NL kernels, and Q8_0's own.
-    use super::{read_u16, BLOCK_BYTES, QK8_0};
-    pub(crate) use crate::f16conv::x86::h2f;
+    use super::{BLOCK_BYTES, QK8_0};
     use core::arch::x86_64::*;
 
     /// Sum of the 8 lanes.
@@ -366,6 +365,28 @@ pub(crate) mod avx2 {
         _mm256_cmpeq_epi8(_mm256_or_si256(bytes, mask), _mm256_set1_epi64x(-1))
     }
 
+    /// Q8_0 blocks for the x86 driver (sign trick + `maddubs`).
+    pub(crate) struct Q8_0;
+    impl super::x86::BlockDot for Q8_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = BLOCK_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract.
+            mul_sum_i8_ps(
+                unsafe { _mm256_loadu_si256(wb.add(2) as *const __m256i) },
+                y,
+            )
+        }
+    }
+
     /// Q8_0 × Q8_0, `R` rows.
     ///
     /// # Safety
@@ -377,22 +398,8 @@ pub(crate) mod avx2 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * BLOCK_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { super::x86::avx2::drive::<Q8_0, R>(nb, w, row_bytes, a) }
     }
 
     /// One block of x86 ggml's activation quantizer: returns the f32 `d` and
@@ -455,10 +462,286 @@ pub(crate) mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics (the avx512 driver) are stable since Rust 1.89; the toolchain
+// is 1.95 while the workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
+pub(crate) mod x86 {
+    //! The multi-row block loop shared by every 32-element format's x86 kernels.
+    //!
+    //! A format supplies [`BlockDot`]: the integer dot product of one weight
+    //! block with one activation block as 8 f32 lanes. The driver applies the
+    //! scales (`d_x·d_y`, and `m_x·s_y` for the Q*_1 formats), keeps two
+    //! accumulators per row (even and odd blocks, so that a single row is not
+    //! bound by the latency of one FMA chain), and sums the lanes at the end.
+    //! Scales are converted with a broadcast `vcvtph2ps`, which writes the whole
+    //! register: a scalar conversion (`vpinsrw`) would merge into whatever
+    //! register LLVM picks — in practice an accumulator — and chain every block
+    //! to the previous one.
+    use super::read_u16;
+    use core::arch::x86_64::*;
+
+    /// One format's block dot product for one x86 feature level.
+    pub(crate) trait BlockDot {
+        /// Bytes per weight block.
+        const W_BYTES: usize;
+        /// Bytes per activation block (34 for Q8_0, 36 for Q8_1).
+        const A_BYTES: usize;
+        /// Offset of the quants in the activation block.
+        const A_QS: usize;
+        /// Whether the weight block has an offset `m` (at byte 2) to be
+        /// multiplied by the activation's `s` (at byte 2).
+        const HAS_MIN: bool;
+        /// Per-activation-block values shared by the rows (e.g. `-8·Σy`).
+        type Shared: Copy;
+        /// # Safety
+        /// The CPU has the implementation's target features.
+        unsafe fn shared(y: __m256i) -> Self::Shared;
+        /// `Σ q·y` of the weight block at `wb` as 8 f32 lanes (exact integers).
+        ///
+        /// # Safety
+        /// `wb` valid for reading `W_BYTES`; the CPU has the target features.
+        unsafe fn dot(wb: *const u8, y: __m256i, s: Self::Shared) -> __m256;
+    }
+
+    /// A nibble format whose two halves (elements 0–15 and 16–31 of a block)
+    /// are the low and high nibbles of the same 16 bytes: two blocks are
+    /// decoded together, block A's and B's quants side by side in one
+    /// register per half, against the activations rearranged the same way
+    /// (`ylo` = A's 0–15 | B's 0–15, `yhi` = A's 16–31 | B's 16–31).
+    pub(crate) trait PairDot: BlockDot {
+        /// Per-activation-pair values shared by the rows.
+        type Shared2: Copy;
+        /// # Safety
+        /// The CPU has the implementation's target features.
+        unsafe fn shared2(ylo: __m256i, yhi: __m256i) -> Self::Shared2;
+        /// `Σ q·y` of the blocks at `wa` and `wa + W_BYTES`: lanes 0–3 hold
+        /// block A's partial sums, lanes 4–7 block B's (exact integers as f32).
+        ///
+        /// # Safety
+        /// `wa` valid for reading `2 * W_BYTES`; the CPU has the target features.
+        unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, s: Self::Shared2) -> __m256;
+    }
+
+    /// Prefetch (to L2) the `span` bytes at the same offset of the next group of
+    /// `R` rows, plus 512 bytes. R interleaved row streams, each one short row,
+    /// defeat the hardware prefetcher; fetching the next group's rows while this
+    /// group is computed keeps a multi-row matvec as fast from DRAM as a single
+    /// sequential stream. A prefetch is a hint that never faults, hence
+    /// `wrapping_add` past the end of the matrix.
+    #[inline(always)]
+    fn prefetch_next_group<const R: usize>(wb: *const u8, row_bytes: usize, span: usize) {
+        for r in 0..R {
+            let p = wb.wrapping_add((R + r) * row_bytes + 512);
+            let mut off = 0;
+            while off < span {
+                // SAFETY: prefetching is a hint; any address is allowed and nothing is read.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8) };
+                off += 64;
+            }
+        }
+    }
+
+    macro_rules! driver {
+        ($drive:ident, $step:ident, $drive2:ident, $step2:ident, $features:literal) => {
+            /// The f16 at `p` as 8 equal f32 lanes.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn f16_bcast(p: *const u8) -> __m256 {
+                // SAFETY: per the callers (2 readable bytes).
+                _mm256_cvtph_ps(_mm_set1_epi16(unsafe { read_u16(p) } as i16))
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $step<B: BlockDot, const R: usize>(
+                wb: *const u8,
+                row_bytes: usize,
+                ab: *const u8,
+                acc: &mut [__m256; R],
+                msum: &mut [__m256; R],
+            ) {
+                // SAFETY: one block of `a` and of each of the R rows (caller).
+                unsafe {
+                    let dy = f16_bcast(ab);
+                    let y = _mm256_loadu_si256(ab.add(B::A_QS) as *const __m256i);
+                    let shared = B::shared(y);
+                    let sy = if B::HAS_MIN { f16_bcast(ab.add(2)) } else { dy };
+                    for r in 0..R {
+                        let wb = wb.add(r * row_bytes);
+                        let d = _mm256_mul_ps(f16_bcast(wb), dy);
+                        acc[r] = _mm256_fmadd_ps(d, B::dot(wb, y, shared), acc[r]);
+                        if B::HAS_MIN {
+                            msum[r] = _mm256_fmadd_ps(f16_bcast(wb.add(2)), sy, msum[r]);
+                        }
+                    }
+                }
+            }
+
+            /// The f16s at `p` and `q` as 4 + 4 f32 lanes.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn f16_pair(p: *const u8, q: *const u8) -> __m256 {
+                // SAFETY: per the callers (2 readable bytes at each).
+                let (a, b) = unsafe { (read_u16(p) as i16, read_u16(q) as i16) };
+                _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_set1_epi16(a), _mm_set1_epi16(b)))
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $step2<B: PairDot, const R: usize>(
+                wb: *const u8,
+                row_bytes: usize,
+                ab: *const u8,
+                acc: &mut [__m256; R],
+                msum: &mut [__m256; R],
+            ) {
+                // SAFETY: two blocks of `a` and of each of the R rows (caller).
+                unsafe {
+                    let bb = ab.add(B::A_BYTES);
+                    let ya = _mm256_loadu_si256(ab.add(B::A_QS) as *const __m256i);
+                    let yb = _mm256_loadu_si256(bb.add(B::A_QS) as *const __m256i);
+                    let ylo = _mm256_permute2x128_si256::<0x20>(ya, yb);
+                    let yhi = _mm256_permute2x128_si256::<0x31>(ya, yb);
+                    let shared = B::shared2(ylo, yhi);
+                    let dy = f16_pair(ab, bb);
+                    let sy = if B::HAS_MIN {
+                        f16_pair(ab.add(2), bb.add(2))
+                    } else {
+                        dy
+                    };
+                    for r in 0..R {
+                        let wa = wb.add(r * row_bytes);
+                        let d = _mm256_mul_ps(f16_pair(wa, wa.add(B::W_BYTES)), dy);
+                        acc[r] = _mm256_fmadd_ps(d, B::dot2(wa, ylo, yhi, shared), acc[r]);
+                        if B::HAS_MIN {
+                            let m = f16_pair(wa.add(2), wa.add(B::W_BYTES + 2));
+                            msum[r] = _mm256_fmadd_ps(m, sy, msum[r]);
+                        }
+                    }
+                }
+            }
+
+            /// `R` rows × `nb` blocks, two blocks per step ([`PairDot`]).
+            ///
+            /// # Safety
+            /// See [`super::RowsKernel`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn $drive2<B: PairDot, const R: usize>(
+                nb: usize,
+                w: *const u8,
+                row_bytes: usize,
+                a: *const u8,
+            ) -> [f32; R] {
+                let zero = _mm256_setzero_ps();
+                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], [zero; R]);
+                let mut tail = [zero; R];
+                let mut ib = 0;
+                // SAFETY: blocks ib..ib+4 < nb of a and of each row are in bounds (caller).
+                unsafe {
+                    while ib + 4 <= nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        if R > 1 {
+                            prefetch_next_group::<R>(wb, row_bytes, 4 * B::W_BYTES);
+                        }
+                        $step2::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                        let (wb, ab) = (wb.add(2 * B::W_BYTES), ab.add(2 * B::A_BYTES));
+                        // A second accumulator only helps a single row (one FMA
+                        // chain); R rows already interleave R chains.
+                        let odd = if R == 1 { &mut acc1 } else { &mut acc0 };
+                        $step2::<B, R>(wb, row_bytes, ab, odd, &mut msum);
+                        ib += 4;
+                    }
+                    if ib + 2 <= nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        $step2::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                        ib += 2;
+                    }
+                    if ib < nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        $step::<B, R>(wb, row_bytes, ab, &mut acc1, &mut tail);
+                    }
+                }
+                let mut out = [0f32; R];
+                for r in 0..R {
+                    out[r] = crate::quants::q8_0::avx2::hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));
+                    if B::HAS_MIN {
+                        // Each pair's m·s sits in 4 lanes; the tail's in every lane.
+                        out[r] += 0.25 * crate::quants::q8_0::avx2::hsum_ps(msum[r]);
+                        out[r] += _mm256_cvtss_f32(tail[r]);
+                    }
+                }
+                out
+            }
+
+            /// `R` rows × `nb` blocks.
+            ///
+            /// # Safety
+            /// See [`super::RowsKernel`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn $drive<B: BlockDot, const R: usize>(
+                nb: usize,
+                w: *const u8,
+                row_bytes: usize,
+                a: *const u8,
+            ) -> [f32; R] {
+                let zero = _mm256_setzero_ps();
+                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], [zero; R]);
+                let mut ib = 0;
+                // SAFETY: blocks ib, ib+1 < nb of a and of each row are in bounds (caller).
+                unsafe {
+                    while ib + 2 <= nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        if R > 1 {
+                            prefetch_next_group::<R>(wb, row_bytes, 2 * B::W_BYTES);
+                        }
+                        $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                        let (wb, ab) = (wb.add(B::W_BYTES), ab.add(B::A_BYTES));
+                        // A second accumulator only helps a single row (one FMA
+                        // chain); R rows already interleave R chains.
+                        let odd = if R == 1 { &mut acc1 } else { &mut acc0 };
+                        $step::<B, R>(wb, row_bytes, ab, odd, &mut msum);
+                        ib += 2;
+                    }
+                    if ib < nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                    }
+                }
+                let mut out = [0f32; R];
+                for r in 0..R {
+                    out[r] = crate::quants::q8_0::avx2::hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));
+                    if B::HAS_MIN {
+                        out[r] += _mm256_cvtss_f32(msum[r]);
+                    }
+                }
+                out
+            }
+        };
+    }
+
+    pub(crate) mod avx2 {
+        use super::*;
+        driver!(drive, step, drive2, step2, "avx2,fma,f16c");
+    }
+    pub(crate) mod avx512 {
+        use super::*;
+        driver!(
+            drive,
+            step,
+            drive2,
+            step2,
+            "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
+// workspace `rust-version` still says 1.85.
+#[allow(clippy::incompatible_msrv)]
 pub(crate) mod avx512 {
     //! AVX-512 VNNI (256-bit `vpdpbusd` through AVX-512VL) building blocks, and Q8_0's kernel.
-    use super::avx2::{h2f, hsum_ps};
-    use super::{read_u16, BLOCK_BYTES};
+    use super::BLOCK_BYTES;
     use core::arch::x86_64::*;
 
     /// `Σ uᵢ·yᵢ` (u unsigned, y signed bytes) in 8 i32 lanes as f32: one `vpdpbusd`
@@ -476,6 +759,28 @@ pub(crate) mod avx512 {
         mul_sum_u8_i8_ps(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
     }
 
+    /// Q8_0 blocks for the x86 driver (sign trick + `vpdpbusd`).
+    pub(crate) struct Q8_0;
+    impl super::x86::BlockDot for Q8_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = BLOCK_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        type Shared = ();
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn shared(_: __m256i) {}
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[inline]
+        unsafe fn dot(wb: *const u8, y: __m256i, _: ()) -> __m256 {
+            // SAFETY: per the trait contract.
+            mul_sum_i8_ps(
+                unsafe { _mm256_loadu_si256(wb.add(2) as *const __m256i) },
+                y,
+            )
+        }
+    }
+
     /// Q8_0 × Q8_0, `R` rows.
     ///
     /// # Safety
@@ -487,22 +792,8 @@ pub(crate) mod avx512 {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * BLOCK_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-                    let d = _mm256_set1_ps(h2f(read_u16(wb)) * dy);
-                    *acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(x, y), *acc);
-                }
-            }
-        }
-        acc.map(|v| hsum_ps(v))
+        // SAFETY: per the caller.
+        unsafe { super::x86::avx512::drive::<Q8_0, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -511,8 +802,7 @@ pub(crate) mod avx512 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
     //! ARMv8.0 NEON building blocks (no `sdot`) shared by the 32-block kernels, and Q8_0's.
-    use super::{quantize_block_x86, read_u16, BLOCK_BYTES, QK8_0};
-    pub(crate) use crate::f16conv::neon::h2f;
+    use super::{quantize_block_x86, BLOCK_BYTES, QK8_0};
     use core::arch::aarch64::*;
 
     /// `Σ x·y` over 32 signed bytes (`x0,x1` × `y0,y1`) in 4 i32 lanes:
@@ -535,6 +825,26 @@ pub(crate) mod neon {
         vpadalq_s16(vpaddlq_s16(lo), hi)
     }
 
+    /// Q8_0 weight blocks for the NEON drivers.
+    pub(crate) struct Q8_0;
+    impl super::arm::NeonBlock for Q8_0 {
+        const W_BYTES: usize = BLOCK_BYTES;
+        const A_BYTES: usize = BLOCK_BYTES;
+        const A_QS: usize = 2;
+        const HAS_MIN: bool = false;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
+            // SAFETY: per the trait contract (one whole block at `wb`).
+            unsafe {
+                (
+                    vld1q_s8(wb.add(2) as *const i8),
+                    vld1q_s8(wb.add(18) as *const i8),
+                )
+            }
+        }
+    }
+
     /// Q8_0 × Q8_0, `R` rows.
     ///
     /// # Safety
@@ -546,24 +856,8 @@ pub(crate) mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * BLOCK_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let x0 = vld1q_s8(wb.add(2) as *const i8);
-                    let x1 = vld1q_s8(wb.add(18) as *const i8);
-                    let p = dot_i8x32(x0, x1, y0, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        acc.map(|v| vaddvq_f32(v))
+        // SAFETY: per the caller.
+        unsafe { super::arm::drive_neon::<Q8_0, R>(nb, w, row_bytes, a) }
     }
 
     /// One activation block with x86 ggml's arithmetic (`vcvtnq` rounds half to
@@ -625,10 +919,217 @@ pub(crate) mod neon {
 }
 
 #[cfg(target_arch = "aarch64")]
+pub(crate) mod arm {
+    //! The multi-row block loop shared by every 32-element format's NEON and
+    //! NEON+dotprod kernels.
+    //!
+    //! A format supplies [`NeonBlock`]: the decode of one weight block to 32
+    //! signed bytes (two registers, elements 0–15 and 16–31). The driver does the
+    //! integer dot product (`smull`/`smlal`/`sadalp` on ARMv8.0, two `sdot` with
+    //! dotprod), converts the R rows' f16 scales with one `fcvtl` (the scales go
+    //! into the lanes of one register, lane r = row r), applies them with a
+    //! by-lane FMA, keeps two accumulators per row (even and odd blocks), and
+    //! prefetches the next group of rows (R short interleaved streams are hard
+    //! on the hardware prefetchers of small cores).
+    use super::read_u16;
+    use crate::f16conv::neon::h2f;
+    use core::arch::aarch64::*;
+    use core::arch::asm;
+
+    /// One format's block decode.
+    pub(crate) trait NeonBlock {
+        /// Bytes per weight block.
+        const W_BYTES: usize;
+        /// Bytes per activation block (34 for Q8_0, 36 for Q8_1).
+        const A_BYTES: usize;
+        /// Offset of the quants in the activation block.
+        const A_QS: usize;
+        /// Whether the weight block has an offset `m` (at byte 2) to be
+        /// multiplied by the activation's `s` (at byte 2).
+        const HAS_MIN: bool;
+        /// The 32 weights of the block at `wb` as signed bytes (elements 0–15,
+        /// 16–31); with one `dot_i8x32`-safe magnitude (no -128 unless the
+        /// activation side has none either, which ours never has).
+        ///
+        /// # Safety
+        /// `wb` valid for reading `W_BYTES`; NEON available.
+        unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t);
+    }
+
+    /// The f16 fields at `p + r * row_bytes`, `r < R ≤ 4`, as f32 lanes
+    /// (`fcvtl`, ARMv8.0); lanes ≥ R are 0.
+    ///
+    /// # Safety
+    /// Each field valid for reading 2 bytes; NEON available.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn scales<const R: usize>(p: *const u8, row_bytes: usize) -> float32x4_t {
+        const { assert!(R >= 1 && R <= 4) };
+        let mut h = vdup_n_u16(0);
+        // SAFETY: per the caller.
+        unsafe {
+            h = vset_lane_u16::<0>(read_u16(p), h);
+            if R > 1 {
+                h = vset_lane_u16::<1>(read_u16(p.add(row_bytes)), h);
+            }
+            if R > 2 {
+                h = vset_lane_u16::<2>(read_u16(p.add(2 * row_bytes)), h);
+            }
+            if R > 3 {
+                h = vset_lane_u16::<3>(read_u16(p.add(3 * row_bytes)), h);
+            }
+        }
+        let f: float32x4_t;
+        // SAFETY: `fcvtl` is an ARMv8.0 Advanced SIMD instruction on registers only.
+        unsafe {
+            asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = out(vreg) f,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        f
+    }
+
+    /// `acc + x * s[r]` (by-lane FMA; `r < 4`).
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) fn fma_lane(
+        acc: float32x4_t,
+        x: float32x4_t,
+        s: float32x4_t,
+        r: usize,
+    ) -> float32x4_t {
+        match r {
+            0 => vfmaq_laneq_f32::<0>(acc, x, s),
+            1 => vfmaq_laneq_f32::<1>(acc, x, s),
+            2 => vfmaq_laneq_f32::<2>(acc, x, s),
+            _ => vfmaq_laneq_f32::<3>(acc, x, s),
+        }
+    }
+
+    /// Lane `r` of `v` (`r < 4`).
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn lane(v: float32x4_t, r: usize) -> f32 {
+        match r {
+            0 => vgetq_lane_f32::<0>(v),
+            1 => vgetq_lane_f32::<1>(v),
+            2 => vgetq_lane_f32::<2>(v),
+            _ => vgetq_lane_f32::<3>(v),
+        }
+    }
+
+    /// Prefetch (to L2) the `span` bytes at the same offset of the next group of
+    /// `R` rows, plus 512 bytes. `prfm` is a hint that never faults, hence
+    /// `wrapping_add` past the end of the matrix.
+    #[inline(always)]
+    pub(crate) fn prefetch_next_group<const R: usize>(
+        wb: *const u8,
+        row_bytes: usize,
+        span: usize,
+    ) {
+        for r in 0..R {
+            let p = wb.wrapping_add((R + r) * row_bytes + 512);
+            let mut off = 0;
+            while off < span {
+                // SAFETY: a prefetch hint reads nothing and cannot fault.
+                unsafe {
+                    asm!("prfm pldl2keep, [{p}]", p = in(reg) p.wrapping_add(off),
+                         options(nostack, preserves_flags, readonly));
+                }
+                off += 64;
+            }
+        }
+    }
+
+    macro_rules! driver {
+        ($drive:ident, $step:ident, $features:literal, $dot:path) => {
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $step<B: NeonBlock, const R: usize>(
+                wb: *const u8,
+                row_bytes: usize,
+                ab: *const u8,
+                acc: &mut [float32x4_t; R],
+                msum: &mut float32x4_t,
+            ) {
+                // SAFETY: one block of `a` and of each of the R rows (caller).
+                unsafe {
+                    let dy = h2f(read_u16(ab));
+                    let y0 = vld1q_s8(ab.add(B::A_QS) as *const i8);
+                    let y1 = vld1q_s8(ab.add(B::A_QS + 16) as *const i8);
+                    let d = vmulq_n_f32(scales::<R>(wb, row_bytes), dy);
+                    if B::HAS_MIN {
+                        let sy = h2f(read_u16(ab.add(2)));
+                        *msum = vfmaq_n_f32(*msum, scales::<R>(wb.add(2), row_bytes), sy);
+                    }
+                    for r in 0..R {
+                        let (x0, x1) = B::decode(wb.add(r * row_bytes));
+                        let p = vcvtq_f32_s32($dot(x0, x1, y0, y1));
+                        acc[r] = fma_lane(acc[r], p, d, r);
+                    }
+                }
+            }
+
+            /// `R` rows × `nb` blocks.
+            ///
+            /// # Safety
+            /// See [`super::RowsKernel`].
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn $drive<B: NeonBlock, const R: usize>(
+                nb: usize,
+                w: *const u8,
+                row_bytes: usize,
+                a: *const u8,
+            ) -> [f32; R] {
+                let zero = vdupq_n_f32(0.0);
+                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], zero);
+                let mut ib = 0;
+                // SAFETY: blocks ib, ib+1 < nb of a and of each row are in bounds (caller).
+                unsafe {
+                    while ib + 2 <= nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        if R > 1 {
+                            prefetch_next_group::<R>(wb, row_bytes, 2 * B::W_BYTES);
+                        }
+                        $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                        let (wb, ab) = (wb.add(B::W_BYTES), ab.add(B::A_BYTES));
+                        // A second accumulator only helps a single row (one FMA
+                        // chain); R rows already interleave R chains.
+                        let odd = if R == 1 { &mut acc1 } else { &mut acc0 };
+                        $step::<B, R>(wb, row_bytes, ab, odd, &mut msum);
+                        ib += 2;
+                    }
+                    if ib < nb {
+                        let (wb, ab) = (w.add(ib * B::W_BYTES), a.add(ib * B::A_BYTES));
+                        $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
+                    }
+                }
+                let mut out = [0f32; R];
+                for r in 0..R {
+                    out[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+                    if B::HAS_MIN {
+                        out[r] += lane(msum, r);
+                    }
+                }
+                out
+            }
+        };
+    }
+
+    /// `Σ x·y` with two `sdot`.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    fn dot_sdot(x0: int8x16_t, x1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> int32x4_t {
+        use super::dotprod::sdot;
+        sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1)
+    }
+
+    driver!(drive_neon, step_neon, "neon", super::neon::dot_i8x32);
+    driver!(drive_dotprod, step_dotprod, "neon,dotprod", dot_sdot);
+}
+
+#[cfg(target_arch = "aarch64")]
 pub(crate) mod dotprod {
     //! NEON + ARMv8.2 `dotprod` building blocks, and Q8_0's kernel.
-    use super::neon::h2f;
-    use super::{read_u16, BLOCK_BYTES};
     use core::arch::aarch64::*;
     use core::arch::asm;
 
@@ -657,24 +1158,8 @@ pub(crate) mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        for ib in 0..nb {
-            // SAFETY: block ib of a and of every row is in bounds (caller).
-            unsafe {
-                let ab = a.add(ib * BLOCK_BYTES);
-                let dy = h2f(read_u16(ab));
-                let y0 = vld1q_s8(ab.add(2) as *const i8);
-                let y1 = vld1q_s8(ab.add(18) as *const i8);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let wb = w.add(r * row_bytes + ib * BLOCK_BYTES);
-                    let x0 = vld1q_s8(wb.add(2) as *const i8);
-                    let x1 = vld1q_s8(wb.add(18) as *const i8);
-                    let p = sdot(sdot(vdupq_n_s32(0), x0, y0), x1, y1);
-                    *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(p), h2f(read_u16(wb)) * dy);
-                }
-            }
-        }
-        acc.map(|v| vaddvq_f32(v))
+        // SAFETY: per the caller.
+        unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) }
     }
 }
 
@@ -879,7 +1364,7 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = Rng::new(8);
-        for (nblocks, rows) in [(1, 5), (7, 9), (64, 6), (128, 4)] {
+        for (nblocks, rows) in [(1, 5), (2, 3), (5, 4), (6, 5), (7, 9), (64, 6), (128, 4)] {
             let w = random_rows(&mut rng, nblocks * rows);
             let x = rng.normals(nblocks * 32, 1.0);
             check_backends(
