@@ -149,7 +149,7 @@ fn write_json(v: &Value, o: &JsonOpts, depth: usize, out: &mut String) -> Result
     let newline = |out: &mut String, depth: usize| {
         if let Some(n) = o.indent {
             out.push('\n');
-            out.extend(std::iter::repeat(' ').take(n * depth));
+            out.extend(std::iter::repeat_n(' ', n * depth));
         }
     };
     let item_sep = if o.indent.is_some() { "," } else { ", " };

@@ -6,7 +6,7 @@
 //! strings. The merged token's id is looked up when the merge happens, from
 //! the contiguous bytes of the two symbols in the word buffer.
 
-use super::vocab::{bad_array, Vocab};
+use super::vocab::{bad_array, string_at, Vocab};
 use super::TokenizerError;
 use crate::gguf::{Gguf, ValueType};
 use rustc_hash::FxBuildHasher;
@@ -35,21 +35,14 @@ impl Merges {
         let mut skipped = 0usize;
         let mut pos = 0usize;
         for rank in 0..arr.len() {
-            let len = raw
-                .get(pos..pos + 8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .and_then(|l| usize::try_from(l).ok())
-                .ok_or_else(|| TokenizerError::CorruptArray {
+            let Some((start, end)) = string_at(raw, pos) else {
+                return Err(TokenizerError::CorruptArray {
                     key: KEY,
                     index: rank,
-                })?;
-            let s =
-                raw.get(pos + 8..pos + 8 + len)
-                    .ok_or_else(|| TokenizerError::CorruptArray {
-                        key: KEY,
-                        index: rank,
-                    })?;
-            pos += 8 + len;
+                });
+            };
+            let s = &raw[start..end];
+            pos = end;
             // Split at the first space after the first byte (a side may be " ").
             let split = s
                 .get(1..)

@@ -90,19 +90,11 @@ impl Vocab {
         let mut spans = Vec::with_capacity(n);
         let mut pos = 0usize;
         for i in 0..n {
-            let len = blob
-                .get(pos..pos + 8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .ok_or_else(|| TokenizerError::CorruptArray { key: KEY, index: i })?;
-            let start = pos + 8;
-            let end = usize::try_from(len).ok().and_then(|l| start.checked_add(l));
-            match end {
-                Some(end) if end <= blob.len() => {
-                    spans.push((start as u32, (end - start) as u32));
-                    pos = end;
-                }
-                _ => return Err(TokenizerError::CorruptArray { key: KEY, index: i }),
-            }
+            let Some((start, end)) = string_at(&blob, pos) else {
+                return Err(TokenizerError::CorruptArray { key: KEY, index: i });
+            };
+            spans.push((start as u32, (end - start) as u32));
+            pos = end;
         }
 
         let attrs = match gguf.get_array("tokenizer.ggml.token_type")? {
@@ -238,6 +230,16 @@ impl Vocab {
             + self.scores.capacity() * 4
             + self.table.capacity() * 5
     }
+}
+
+/// The byte range of the length-prefixed (`u64` little-endian) string at
+/// `pos` in a GGUF string array, if it is in bounds.
+#[inline]
+pub(crate) fn string_at(raw: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let b: [u8; 8] = raw.get(pos..pos.checked_add(8)?)?.try_into().ok()?;
+    let start = pos + 8;
+    let end = start.checked_add(usize::try_from(u64::from_le_bytes(b)).ok()?)?;
+    (end <= raw.len()).then_some((start, end))
 }
 
 pub(crate) fn bad_array(
