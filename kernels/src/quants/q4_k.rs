@@ -601,83 +601,101 @@ mod avx512 {
     }
 }
 
+/// NEON and NEON+dotprod share everything but the 32-weight dot product.
+///
+/// Per block: the 8 sub-block dot products (4 lanes each) are reduced four at
+/// a time by pairwise adds into `[Σ_0, Σ_1, Σ_2, Σ_3]`, then multiplied by the
+/// scale vector — one multiply-add per 4 sub-blocks instead of one per
+/// sub-block.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_dot_rows {
+    ($feat:literal, $dot32:ident) => {
+        crate::quants::q8_k::gemv_in_groups!($feat);
+
+        /// Dot products of `R` rows with the Q8_K row `a`.
+        ///
+        /// # Safety
+        /// CPU features as enabled; every row holds `nb` blocks, `a` holds
+        /// `nb` Q8_K blocks.
+        // Rows, chunks and groups index several parallel arrays.
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $feat)]
+        #[inline]
+        pub(super) unsafe fn dot_rows<const R: usize>(
+            nb: usize,
+            w: *const u8,
+            row_bytes: usize,
+            a: *const u8,
+        ) -> [f32; R] {
+            let m4 = vdupq_n_u8(0xF);
+            let mut acc = [vdupq_n_f32(0.0); R];
+            let mut summ = [0f32; R];
+            for i in 0..nb {
+                let (d8, q8, bsums) = q8k_block(a, i);
+                let bs = load_bsums(bsums);
+                let bs = vpaddq_s16(bs.0, bs.1);
+                let y0 = vld1q_s8_x4(q8 as *const i8);
+                let y1 = vld1q_s8_x4(q8.add(64) as *const i8);
+                let y2 = vld1q_s8_x4(q8.add(128) as *const i8);
+                let y3 = vld1q_s8_x4(q8.add(192) as *const i8);
+                let y = [y0, y1, y2, y3];
+                for r in 0..R {
+                    let x = w.add(r * row_bytes + i * BLOCK_Q4_K_BYTES);
+                    // 8 scales then 8 mins.
+                    let smb: [u8; 16] = bytemuck::cast(unpack_scales_mins(scale_words(
+                        &*(x.add(4) as *const [u8; K_SCALE_SIZE]),
+                    )));
+                    let smv = vld1q_u8(smb.as_ptr());
+                    let sm = vmovl_u8(vget_low_u8(smv));
+                    let mins = vreinterpretq_s16_u16(vmovl_high_u8(smv));
+                    let prod =
+                        vmlal_high_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(bs)), mins, bs);
+                    summ[r] += d8 * f16_at(x.add(2)) * vaddvq_s32(prod) as f32;
+                    let mut p = [vdupq_n_s32(0); 8];
+                    for c in 0..QK_K / 64 {
+                        let bits = vld1q_u8_x2(x.add(16 + 32 * c));
+                        let l0 = vreinterpretq_s8_u8(vandq_u8(bits.0, m4));
+                        let l1 = vreinterpretq_s8_u8(vandq_u8(bits.1, m4));
+                        let h0 = vreinterpretq_s8_u8(vshrq_n_u8(bits.0, 4));
+                        let h1 = vreinterpretq_s8_u8(vshrq_n_u8(bits.1, 4));
+                        p[2 * c] = $dot32(l0, l1, y[c].0, y[c].1);
+                        p[2 * c + 1] = $dot32(h0, h1, y[c].2, y[c].3);
+                    }
+                    let s_lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sm)));
+                    let s_hi = vreinterpretq_s32_u32(vmovl_high_u16(sm));
+                    let sumi = vmulq_s32(hsum4(p[0], p[1], p[2], p[3]), s_lo);
+                    let sumi = vmlaq_s32(sumi, hsum4(p[4], p[5], p[6], p[7]), s_hi);
+                    acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi), d8 * f16_at(x));
+                }
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = vaddvq_f32(acc[r]) - summ[r];
+            }
+            out
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::*;
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon");
-
-    /// Dot products of `R` rows with the Q8_K row `a`, ARMv8.0 NEON (no
-    /// `sdot`): byte products widen with `smull`/`smlal` (4 products per i16
-    /// lane: ≤ 4·15·128 = 7680, no overflow), then scale into i32 lanes.
-    ///
-    /// # Safety
-    /// Every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
+    /// Σ of 32 byte products (weights 0..=15) as 4 lanes, ARMv8.0 NEON (no
+    /// `sdot`): `smull`/`smlal` with 4 products per i16 lane (≤ 4·15·128 =
+    /// 7680, no overflow), then a pairwise widening add.
     #[target_feature(enable = "neon")]
     #[inline]
-    // Rows, chunks and groups index several parallel arrays.
-    #[allow(clippy::needless_range_loop)]
-    pub(super) unsafe fn dot_rows<const R: usize>(
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; R] {
-        let m4 = vdupq_n_u8(0xF);
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summ = [0f32; R];
-        for i in 0..nb {
-            let (d8, q8, bsums) = q8k_block(a, i);
-            let bs = load_bsums(bsums);
-            let bs = vpaddq_s16(bs.0, bs.1);
-            let mut sc = [[0u8; 16]; R];
-            let mut dd = [0f32; R];
-            for r in 0..R {
-                let x = w.add(r * row_bytes + i * BLOCK_Q4_K_BYTES);
-                sc[r] = bytemuck::cast(unpack_scales_mins(scale_words(
-                    &*(x.add(4) as *const [u8; K_SCALE_SIZE]),
-                )));
-                let mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc[r].as_ptr().add(8))));
-                let prod =
-                    vmlal_high_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(bs)), mins, bs);
-                summ[r] += d8 * f16_at(x.add(2)) * vaddvq_s32(prod) as f32;
-                dd[r] = d8 * f16_at(x);
-            }
-            let mut sumi = [vdupq_n_s32(0); R];
-            for c in 0..QK_K / 64 {
-                let y = vld1q_s8_x4(q8.add(64 * c) as *const i8);
-                for r in 0..R {
-                    let x = w.add(r * row_bytes + i * BLOCK_Q4_K_BYTES + 16 + 32 * c);
-                    let bits = vld1q_u8_x2(x);
-                    let l0 = vreinterpretq_s8_u8(vandq_u8(bits.0, m4));
-                    let l1 = vreinterpretq_s8_u8(vandq_u8(bits.1, m4));
-                    let h0 = vreinterpretq_s8_u8(vshrq_n_u8(bits.0, 4));
-                    let h1 = vreinterpretq_s8_u8(vshrq_n_u8(bits.1, 4));
-                    let mut pl = vmull_s8(vget_low_s8(l0), vget_low_s8(y.0));
-                    pl = vmlal_high_s8(pl, l0, y.0);
-                    pl = vmlal_s8(pl, vget_low_s8(l1), vget_low_s8(y.1));
-                    pl = vmlal_high_s8(pl, l1, y.1);
-                    let mut ph = vmull_s8(vget_low_s8(h0), vget_low_s8(y.2));
-                    ph = vmlal_high_s8(ph, h0, y.2);
-                    ph = vmlal_s8(ph, vget_low_s8(h1), vget_low_s8(y.3));
-                    ph = vmlal_high_s8(ph, h1, y.3);
-                    let s = &sc[r];
-                    sumi[r] = vmlaq_n_s32(sumi[r], vpaddlq_s16(pl), s[2 * c] as i32);
-                    sumi[r] = vmlaq_n_s32(sumi[r], vpaddlq_s16(ph), s[2 * c + 1] as i32);
-                }
-            }
-            for r in 0..R {
-                acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi[r]), dd[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = vaddvq_f32(acc[r]) - summ[r];
-        }
-        out
+    unsafe fn dot32(q0: int8x16_t, q1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> int32x4_t {
+        let p = vmull_s8(vget_low_s8(q0), vget_low_s8(y0));
+        let p = vmlal_high_s8(p, q0, y0);
+        let p = vmlal_s8(p, vget_low_s8(q1), vget_low_s8(y1));
+        vpaddlq_s16(vmlal_high_s8(p, q1, y1))
     }
+
+    neon_dot_rows!("neon", dot32);
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -686,71 +704,14 @@ mod dotprod {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon,dotprod");
-
-    /// Dot products of `R` rows with the Q8_K row `a`, NEON + `sdot`.
-    ///
-    /// # Safety
-    /// The CPU must have `dotprod`; every row holds `nb` blocks, `a` holds
-    /// `nb` Q8_K blocks.
+    /// Σ of 32 byte products as 4 lanes, by `sdot`.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
-    // Rows, chunks and groups index several parallel arrays.
-    #[allow(clippy::needless_range_loop)]
-    pub(super) unsafe fn dot_rows<const R: usize>(
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; R] {
-        let m4 = vdupq_n_u8(0xF);
-        let zero = vdupq_n_s32(0);
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut summ = [0f32; R];
-        for i in 0..nb {
-            let (d8, q8, bsums) = q8k_block(a, i);
-            let bs = load_bsums(bsums);
-            let bs = vpaddq_s16(bs.0, bs.1);
-            let mut sc = [[0u8; 16]; R];
-            let mut dd = [0f32; R];
-            for r in 0..R {
-                let x = w.add(r * row_bytes + i * BLOCK_Q4_K_BYTES);
-                sc[r] = bytemuck::cast(unpack_scales_mins(scale_words(
-                    &*(x.add(4) as *const [u8; K_SCALE_SIZE]),
-                )));
-                let mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc[r].as_ptr().add(8))));
-                let prod =
-                    vmlal_high_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(bs)), mins, bs);
-                summ[r] += d8 * f16_at(x.add(2)) * vaddvq_s32(prod) as f32;
-                dd[r] = d8 * f16_at(x);
-            }
-            let mut sumi = [vdupq_n_s32(0); R];
-            for c in 0..QK_K / 64 {
-                let y = vld1q_s8_x4(q8.add(64 * c) as *const i8);
-                for r in 0..R {
-                    let x = w.add(r * row_bytes + i * BLOCK_Q4_K_BYTES + 16 + 32 * c);
-                    let bits = vld1q_u8_x2(x);
-                    let l0 = vreinterpretq_s8_u8(vandq_u8(bits.0, m4));
-                    let l1 = vreinterpretq_s8_u8(vandq_u8(bits.1, m4));
-                    let h0 = vreinterpretq_s8_u8(vshrq_n_u8(bits.0, 4));
-                    let h1 = vreinterpretq_s8_u8(vshrq_n_u8(bits.1, 4));
-                    let pl = sdot(sdot(zero, l0, y.0), l1, y.1);
-                    let ph = sdot(sdot(zero, h0, y.2), h1, y.3);
-                    let s = &sc[r];
-                    sumi[r] = vmlaq_n_s32(sumi[r], pl, s[2 * c] as i32);
-                    sumi[r] = vmlaq_n_s32(sumi[r], ph, s[2 * c + 1] as i32);
-                }
-            }
-            for r in 0..R {
-                acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi[r]), dd[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = vaddvq_f32(acc[r]) - summ[r];
-        }
-        out
+    unsafe fn dot32(q0: int8x16_t, q1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> int32x4_t {
+        sdot(sdot(vdupq_n_s32(0), q0, y0), q1, y1)
     }
+
+    neon_dot_rows!("neon,dotprod", dot32);
 }
 
 #[cfg(test)]

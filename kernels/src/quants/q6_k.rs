@@ -514,68 +514,89 @@ unsafe fn neon_offset(x: *const u8, bs: core::arch::aarch64::int16x8x2_t) -> i32
     vaddvq_s32(p)
 }
 
+/// NEON and NEON+dotprod share everything but the 16-weight dot product.
+///
+/// Per half block: the 8 group dot products (4 lanes each) are reduced four
+/// at a time by pairwise adds into `[Σ_0, Σ_1, Σ_2, Σ_3]` and multiplied by
+/// the groups' scales in one multiply-add per 4 groups.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_dot_rows {
+    ($feat:literal, $dot16:ident) => {
+        crate::quants::q8_k::gemv_in_groups!($feat);
+
+        /// Dot products of `R` rows with the Q8_K row `a`.
+        ///
+        /// # Safety
+        /// CPU features as enabled; every row holds `nb` blocks, `a` holds
+        /// `nb` Q8_K blocks.
+        // Rows, halves and groups index several parallel arrays.
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $feat)]
+        #[inline]
+        pub(super) unsafe fn dot_rows<const R: usize>(
+            nb: usize,
+            w: *const u8,
+            row_bytes: usize,
+            a: *const u8,
+        ) -> [f32; R] {
+            let mut acc = [vdupq_n_f32(0.0); R];
+            let mut off = [0f32; R];
+            for i in 0..nb {
+                let (d8, q8, bsums) = q8k_block(a, i);
+                let bs = load_bsums(bsums);
+                for r in 0..R {
+                    let x = w.add(r * row_bytes + i * BLOCK_Q6_K_BYTES);
+                    let dd = d8 * f16_at(x.add(D));
+                    off[r] += dd * (32 * neon_offset(x, bs)) as f32;
+                    let sc = vld1q_s8(x.add(SCALES) as *const i8);
+                    let sc = [vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc)];
+                    let mut sumi = vdupq_n_s32(0);
+                    for h in 0..2 {
+                        let y0 = vld1q_s8_x4(q8.add(128 * h) as *const i8);
+                        let y1 = vld1q_s8_x4(q8.add(128 * h + 64) as *const i8);
+                        let y = [y0.0, y0.1, y0.2, y0.3, y1.0, y1.1, y1.2, y1.3];
+                        let q = neon_unpack_half(x, h);
+                        let mut p = [vdupq_n_s32(0); 8];
+                        for g in 0..8 {
+                            p[g] = $dot16(vreinterpretq_s8_u8(q[g]), y[g]);
+                        }
+                        let s_lo = vmovl_s16(vget_low_s16(sc[h]));
+                        let s_hi = vmovl_high_s16(sc[h]);
+                        sumi = vmlaq_s32(sumi, hsum4(p[0], p[1], p[2], p[3]), s_lo);
+                        sumi = vmlaq_s32(sumi, hsum4(p[4], p[5], p[6], p[7]), s_hi);
+                    }
+                    acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi), dd);
+                }
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = vaddvq_f32(acc[r]) - off[r];
+            }
+            out
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::*;
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon");
-
-    /// Dot products of `R` rows with the Q8_K row `a`, ARMv8.0 NEON: per
-    /// group of 16, `smull`+`smlal` (2 products per i16 lane: ≤ 2·63·128),
-    /// pairwise-widen, scale.
-    ///
-    /// # Safety
-    /// Every row holds `nb` blocks, `a` holds `nb` Q8_K blocks.
+    /// Σ of 16 byte products (weights 0..=63) as 4 lanes, ARMv8.0 NEON:
+    /// `smull`+`smlal` (2 products per i16 lane: ≤ 2·63·128 = 16128, no
+    /// overflow), then a pairwise widening add.
     #[target_feature(enable = "neon")]
     #[inline]
-    // Rows, chunks and groups index several parallel arrays.
-    #[allow(clippy::needless_range_loop)]
-    pub(super) unsafe fn dot_rows<const R: usize>(
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; R] {
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut off = [0f32; R];
-        for i in 0..nb {
-            let (d8, q8, bsums) = q8k_block(a, i);
-            let bs = load_bsums(bsums);
-            let mut sumi = [vdupq_n_s32(0); R];
-            let mut dd = [0f32; R];
-            for r in 0..R {
-                let x = w.add(r * row_bytes + i * BLOCK_Q6_K_BYTES);
-                dd[r] = d8 * f16_at(x.add(D));
-                off[r] += dd[r] * (32 * neon_offset(x, bs)) as f32;
-            }
-            for h in 0..2 {
-                let y0 = vld1q_s8_x4(q8.add(128 * h) as *const i8);
-                let y1 = vld1q_s8_x4(q8.add(128 * h + 64) as *const i8);
-                let y = [y0.0, y0.1, y0.2, y0.3, y1.0, y1.1, y1.2, y1.3];
-                for r in 0..R {
-                    let x = w.add(r * row_bytes + i * BLOCK_Q6_K_BYTES);
-                    let q = neon_unpack_half(x, h);
-                    let sc = x.add(SCALES + 8 * h) as *const i8;
-                    for g in 0..8 {
-                        let qg = vreinterpretq_s8_u8(q[g]);
-                        let p =
-                            vmlal_high_s8(vmull_s8(vget_low_s8(qg), vget_low_s8(y[g])), qg, y[g]);
-                        sumi[r] = vmlaq_n_s32(sumi[r], vpaddlq_s16(p), *sc.add(g) as i32);
-                    }
-                }
-            }
-            for r in 0..R {
-                acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi[r]), dd[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = vaddvq_f32(acc[r]) - off[r];
-        }
-        out
+    unsafe fn dot16(q: int8x16_t, y: int8x16_t) -> int32x4_t {
+        vpaddlq_s16(vmlal_high_s8(
+            vmull_s8(vget_low_s8(q), vget_low_s8(y)),
+            q,
+            y,
+        ))
     }
+
+    neon_dot_rows!("neon", dot16);
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -584,60 +605,14 @@ mod dotprod {
     use crate::quants::q8_k::arm::*;
     use core::arch::aarch64::*;
 
-    crate::quants::q8_k::gemv_in_groups!("neon,dotprod");
-
-    /// Dot products of `R` rows with the Q8_K row `a`, NEON + `sdot`.
-    ///
-    /// # Safety
-    /// The CPU must have `dotprod`; every row holds `nb` blocks, `a` holds
-    /// `nb` Q8_K blocks.
+    /// Σ of 16 byte products as 4 lanes, by `sdot`.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
-    // Rows, chunks and groups index several parallel arrays.
-    #[allow(clippy::needless_range_loop)]
-    pub(super) unsafe fn dot_rows<const R: usize>(
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; R] {
-        let zero = vdupq_n_s32(0);
-        let mut acc = [vdupq_n_f32(0.0); R];
-        let mut off = [0f32; R];
-        for i in 0..nb {
-            let (d8, q8, bsums) = q8k_block(a, i);
-            let bs = load_bsums(bsums);
-            let mut sumi = [vdupq_n_s32(0); R];
-            let mut dd = [0f32; R];
-            for r in 0..R {
-                let x = w.add(r * row_bytes + i * BLOCK_Q6_K_BYTES);
-                dd[r] = d8 * f16_at(x.add(D));
-                off[r] += dd[r] * (32 * neon_offset(x, bs)) as f32;
-            }
-            for h in 0..2 {
-                let y0 = vld1q_s8_x4(q8.add(128 * h) as *const i8);
-                let y1 = vld1q_s8_x4(q8.add(128 * h + 64) as *const i8);
-                let y = [y0.0, y0.1, y0.2, y0.3, y1.0, y1.1, y1.2, y1.3];
-                for r in 0..R {
-                    let x = w.add(r * row_bytes + i * BLOCK_Q6_K_BYTES);
-                    let q = neon_unpack_half(x, h);
-                    let sc = x.add(SCALES + 8 * h) as *const i8;
-                    for g in 0..8 {
-                        let p = sdot(zero, vreinterpretq_s8_u8(q[g]), y[g]);
-                        sumi[r] = vmlaq_n_s32(sumi[r], p, *sc.add(g) as i32);
-                    }
-                }
-            }
-            for r in 0..R {
-                acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi[r]), dd[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = vaddvq_f32(acc[r]) - off[r];
-        }
-        out
+    unsafe fn dot16(q: int8x16_t, y: int8x16_t) -> int32x4_t {
+        sdot(vdupq_n_s32(0), q, y)
     }
+
+    neon_dot_rows!("neon,dotprod", dot16);
 }
 
 #[cfg(test)]

@@ -424,6 +424,20 @@ pub(crate) mod arm {
         )
     }
 
+    /// `[Σa, Σb, Σc, Σd]`: the lane sums of four vectors (two rounds of
+    /// pairwise adds), so that four groups' dot products meet their four
+    /// scales in one multiply.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn hsum4(
+        a: int32x4_t,
+        b: int32x4_t,
+        c: int32x4_t,
+        d: int32x4_t,
+    ) -> int32x4_t {
+        vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d))
+    }
+
     /// The 16 `bsums` at `p` (any alignment).
     #[target_feature(enable = "neon")]
     #[inline]
@@ -434,10 +448,11 @@ pub(crate) mod arm {
         )
     }
 
-    /// The f16 at `p` (any alignment) as f32.
+    /// The f16 at `p` (any alignment) as f32, by the ARMv8.0 `fcvt` (the
+    /// `half` crate's conversion checks CPU features at every call).
     #[inline(always)]
     pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
-        half::f16::from_bits(core::ptr::read_unaligned(p as *const u16)).to_f32()
+        crate::f16conv::neon::h2f(core::ptr::read_unaligned(p as *const u16))
     }
 }
 
