@@ -877,9 +877,10 @@ pub(crate) mod neon {
         let amax = vmaxvq_f32(m);
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        if !id.is_finite() {
-            // amax below ~7.5e-37: x86 turns the infinite products into -128s;
-            // the portable twin reproduces that.
+        if !id.is_finite() || !amax.is_finite() {
+            // amax below ~7.5e-37 (127/amax overflows) or infinite (inf·0): x86
+            // turns the non-finite products into -128s where `vcvtnq` would
+            // saturate or give 0; the portable twin reproduces x86.
             // SAFETY: per the caller.
             let xs = unsafe { core::slice::from_raw_parts(x, QK8_0) };
             let (d, q, sum) = quantize_block_x86(xs);
@@ -1345,6 +1346,10 @@ mod tests {
         let mut ties: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
         ties[0] = 127.0;
         x.extend(ties);
+        let mut inf = rng.normals(32, 1.0);
+        inf[9] = f32::INFINITY;
+        inf[20] = -f32::INFINITY;
+        x.extend(inf);
         x.extend(f32s_le(&fixture("quant/q8_0.input.f32.bin")));
         check_act_backends(select_act, &x, "q8_0 act");
     }

@@ -175,6 +175,9 @@ mod tests {
         let mut ties: Vec<f32> = (0..32).map(|i| 15.5 - i as f32).collect();
         ties[31] = -127.0;
         x.extend(ties);
+        let mut inf = rng.normals(32, 1.0);
+        inf[0] = -f32::INFINITY;
+        x.extend(inf);
         check_act_backends(select_act, &x, "q8_1 act");
     }
 
