@@ -266,15 +266,26 @@ macro_rules! neon_dot_rows {
                     sc[r] = scales_at(x);
                     dd[r] = d8 * f16_at(x);
                 }
+                // Four sub-blocks at a time: their dot products (4 lanes each)
+                // meet their scales in one multiply after a pairwise-add tree.
                 let mut sumi = [vdupq_n_s32(0); R];
-                for ib in 0..8 {
-                    let y = vld1q_s8_x2(q8.add(32 * ib) as *const i8);
+                for half in 0..2 {
+                    let mut p = [[vdupq_n_s32(0); 4]; R];
+                    for k in 0..4 {
+                        let ib = 4 * half + k;
+                        let y = vld1q_s8_x2(q8.add(32 * ib) as *const i8);
+                        for r in 0..R {
+                            let x = w.add(r * row_bytes + i * BLOCK_IQ4_XS_BYTES + QS + 16 * ib);
+                            let b = vld1q_u8(x);
+                            let lo = vqtbl1q_s8(table, vandq_u8(b, m4));
+                            let hi = vqtbl1q_s8(table, vshrq_n_u8(b, 4));
+                            p[r][k] = $dot32(lo, hi, y.0, y.1);
+                        }
+                    }
                     for r in 0..R {
-                        let x = w.add(r * row_bytes + i * BLOCK_IQ4_XS_BYTES + QS + 16 * ib);
-                        let b = vld1q_u8(x);
-                        let lo = vqtbl1q_s8(table, vandq_u8(b, m4));
-                        let hi = vqtbl1q_s8(table, vshrq_n_u8(b, 4));
-                        sumi[r] = vmlaq_n_s32(sumi[r], $dot32(lo, hi, y.0, y.1), sc[r][ib] as i32);
+                        let s = vmovl_s16(vld1_s16(sc[r].as_ptr().add(4 * half)));
+                        let q = &p[r];
+                        sumi[r] = vmlaq_s32(sumi[r], hsum4(q[0], q[1], q[2], q[3]), s);
                     }
                 }
                 for r in 0..R {

@@ -292,16 +292,21 @@ macro_rules! neon_dot_rows {
                     for r in 0..R {
                         let x = w.add(r * row_bytes + i * BLOCK_Q2_K_BYTES);
                         let mut q = vld1q_u8_x2(x.add(QS + 32 * n));
+                        let mut p = [vdupq_n_s32(0); 8];
                         for j in 0..4 {
                             let u0 = vandq_u8(q.0, m3);
                             let u1 = vandq_u8(q.1, m3);
                             q.0 = vshrq_n_u8(q.0, 2);
                             q.1 = vshrq_n_u8(q.1, 2);
-                            let g = 8 * n + 2 * j;
-                            sumi[r] = vmlaq_n_s32(sumi[r], $dot16(u0, y[2 * j]), sc[r][g] as i32);
-                            sumi[r] =
-                                vmlaq_n_s32(sumi[r], $dot16(u1, y[2 * j + 1]), sc[r][g + 1] as i32);
+                            p[2 * j] = $dot16(u0, y[2 * j]);
+                            p[2 * j + 1] = $dot16(u1, y[2 * j + 1]);
                         }
+                        // Four groups per multiply: pairwise-add tree, then the scales.
+                        let s = vmovl_u8(vld1_u8(sc[r].as_ptr().add(8 * n)));
+                        let s_lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(s)));
+                        let s_hi = vreinterpretq_s32_u32(vmovl_high_u16(s));
+                        sumi[r] = vmlaq_s32(sumi[r], hsum4(p[0], p[1], p[2], p[3]), s_lo);
+                        sumi[r] = vmlaq_s32(sumi[r], hsum4(p[4], p[5], p[6], p[7]), s_hi);
                     }
                 }
                 for r in 0..R {

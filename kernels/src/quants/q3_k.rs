@@ -323,6 +323,7 @@ macro_rules! neon_dot_rows {
                         let x = w.add(r * row_bytes + i * BLOCK_Q3_K_BYTES);
                         let mut q = vld1q_u8_x2(x.add(QS + 32 * n));
                         let h = &mut hm[r];
+                        let mut p = [vdupq_n_s32(0); 8];
                         for j in 0..4 {
                             // low 2 bits | high bit · 4, then advance both.
                             let u0 = vorrq_u8(vandq_u8(q.0, m3), vshlq_n_u8(vandq_u8(h.0, m1), 2));
@@ -331,11 +332,18 @@ macro_rules! neon_dot_rows {
                             q.1 = vshrq_n_u8(q.1, 2);
                             h.0 = vshrq_n_u8(h.0, 1);
                             h.1 = vshrq_n_u8(h.1, 1);
-                            let g = 8 * n + 2 * j;
-                            sumi[r] = vmlaq_n_s32(sumi[r], $dot16(u0, y[2 * j]), sc[r][g] as i32);
-                            sumi[r] =
-                                vmlaq_n_s32(sumi[r], $dot16(u1, y[2 * j + 1]), sc[r][g + 1] as i32);
+                            p[2 * j] = $dot16(u0, y[2 * j]);
+                            p[2 * j + 1] = $dot16(u1, y[2 * j + 1]);
                         }
+                        // Four groups per multiply: pairwise-add tree, then the scales.
+                        let s = vmovl_s8(vld1_s8(sc[r].as_ptr().add(8 * n)));
+                        sumi[r] = vmlaq_s32(
+                            sumi[r],
+                            hsum4(p[0], p[1], p[2], p[3]),
+                            vmovl_s16(vget_low_s16(s)),
+                        );
+                        sumi[r] =
+                            vmlaq_s32(sumi[r], hsum4(p[4], p[5], p[6], p[7]), vmovl_high_s16(s));
                     }
                 }
                 for r in 0..R {

@@ -301,7 +301,7 @@ macro_rules! neon_dot_rows {
                     dd[r] = d8 * f16_at(x);
                     qh[r] = vld1q_u8_x2(x.add(QH));
                 }
-                let mut sumi = [vdupq_n_s32(0); R];
+                let mut p = [[vdupq_n_s32(0); 8]; R];
                 for c in 0..QK_K / 64 {
                     let y = vld1q_s8_x4(q8.add(64 * c) as *const i8);
                     for r in 0..R {
@@ -314,14 +314,19 @@ macro_rules! neon_dot_rows {
                         let h1 = vorrq_u8(vshrq_n_u8(bits.1, 4), vshlq_n_u8(vandq_u8(h.1, m2), 3));
                         h.0 = vshrq_n_u8(h.0, 2);
                         h.1 = vshrq_n_u8(h.1, 2);
-                        let pl = $dot32(l0, l1, y.0, y.1);
-                        let ph = $dot32(h0, h1, y.2, y.3);
-                        sumi[r] = vmlaq_n_s32(sumi[r], pl, sc[r][2 * c] as i32);
-                        sumi[r] = vmlaq_n_s32(sumi[r], ph, sc[r][2 * c + 1] as i32);
+                        p[r][2 * c] = $dot32(l0, l1, y.0, y.1);
+                        p[r][2 * c + 1] = $dot32(h0, h1, y.2, y.3);
                     }
                 }
                 for r in 0..R {
-                    acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi[r]), dd[r]);
+                    // Four sub-blocks per multiply: pairwise-add tree, then the scales.
+                    let s = vmovl_u8(vld1_u8(sc[r].as_ptr()));
+                    let s_lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(s)));
+                    let s_hi = vreinterpretq_s32_u32(vmovl_high_u16(s));
+                    let q = &p[r];
+                    let sumi = vmulq_s32(hsum4(q[0], q[1], q[2], q[3]), s_lo);
+                    let sumi = vmlaq_s32(sumi, hsum4(q[4], q[5], q[6], q[7]), s_hi);
+                    acc[r] = vmlaq_n_f32(acc[r], vcvtq_f32_s32(sumi), dd[r]);
                 }
             }
             let mut out = [0f32; R];
