@@ -35,11 +35,13 @@ pub struct BlockQ3_K {
 pub const BLOCK_Q3_K_BYTES: usize = 110;
 const _: () = assert!(std::mem::size_of::<BlockQ3_K>() == BLOCK_Q3_K_BYTES);
 
-/// Byte offsets inside a block.
+/// Byte offsets inside a block. (The SIMD scale unpacks read 16 bytes from
+/// `SCALES − 2`: they end exactly at the block's end.)
 const HMASK: usize = 0;
 const QS: usize = 32;
 const SCALES: usize = 96;
 const D: usize = 108;
+const _: () = assert!(SCALES - 2 + 16 == BLOCK_Q3_K_BYTES);
 
 /// The 16 six-bit scales, unpacked and made signed (`sc − 32`), from the 12
 /// packed bytes (ggml's `aux` shuffle).
@@ -210,6 +212,29 @@ mod avx2 {
         }
     }
 
+    /// [`unpack_scales`] in SIMD for the block at `x`: the 16 scales − 32 as
+    /// bytes. Reads the 16 bytes that end at the block's end (the scales and
+    /// `d`), so it never reads past a row.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(super) unsafe fn scales_sse(x: *const u8) -> __m128i {
+        let v = _mm_srli_si128(
+            _mm_loadu_si128(x.add(BLOCK_Q3_K_BYTES - 16) as *const __m128i),
+            2,
+        );
+        // Low 4 bits: scale j < 8 in the low nibble of byte j, j ≥ 8 in the
+        // high nibble of byte j − 8.
+        let lo = _mm_and_si128(
+            _mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)),
+            _mm_set1_epi8(0xF),
+        );
+        // High 2 bits: byte 8 + j%4, bits 2·(j/4): dword 2 to every dword k,
+        // shifted right by 2k.
+        let h = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0xAA), _mm_setr_epi32(0, 2, 4, 6));
+        let h = _mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi8(3)), 4);
+        _mm_sub_epi8(_mm_or_si128(lo, h), _mm_set1_epi8(32))
+    }
+
     /// Dot products of `R` rows (`row_bytes` apart from `w`) with the Q8_K row `a`.
     ///
     /// # Safety
@@ -241,8 +266,7 @@ mod avx2 {
             let mut dd = [0f32; R];
             for r in 0..R {
                 let x = w.add(r * row_bytes + i * BLOCK_Q3_K_BYTES);
-                let s = unpack_scales(&*(x.add(SCALES) as *const [u8; 12]));
-                let s8 = _mm_loadu_si128(s.as_ptr() as *const __m128i);
+                let s8 = scales_sse(x);
                 let corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(s8), bs);
                 sumi[r] = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(corr, 2));
                 sc[r][0] = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8));
@@ -305,14 +329,14 @@ macro_rules! neon_dot_rows {
                 let (d8, q8, bsums) = q8k_block(a, i);
                 let bs = load_bsums(bsums);
                 let mut sumi = [vdupq_n_s32(0); R];
-                let mut sc = [[0i8; 16]; R];
+                let mut sc = [vdupq_n_s8(0); R];
                 let mut hm = [uint8x16x2_t(vdupq_n_u8(0), vdupq_n_u8(0)); R];
                 let mut dd = [0f32; R];
                 for r in 0..R {
                     let x = w.add(r * row_bytes + i * BLOCK_Q3_K_BYTES);
-                    sc[r] = unpack_scales(&*(x.add(SCALES) as *const [u8; 12]));
+                    sc[r] = neon_scales(x);
                     dd[r] = d8 * f16_at(x.add(D));
-                    off[r] += dd[r] * (4 * scaled_bsums(&sc[r], bs)) as f32;
+                    off[r] += dd[r] * (4 * scaled_bsums(sc[r], bs)) as f32;
                     hm[r] = vld1q_u8_x2(x.add(HMASK));
                 }
                 for n in 0..2 {
@@ -336,7 +360,11 @@ macro_rules! neon_dot_rows {
                             p[2 * j + 1] = $dot16(u1, y[2 * j + 1]);
                         }
                         // Four groups per multiply: pairwise-add tree, then the scales.
-                        let s = vmovl_s8(vld1_s8(sc[r].as_ptr().add(8 * n)));
+                        let s = if n == 0 {
+                            vmovl_s8(vget_low_s8(sc[r]))
+                        } else {
+                            vmovl_high_s8(sc[r])
+                        };
                         sumi[r] = vmlaq_s32(
                             sumi[r],
                             hsum4(p[0], p[1], p[2], p[3]),
@@ -359,13 +387,40 @@ macro_rules! neon_dot_rows {
     };
 }
 
+/// [`unpack_scales`] in NEON for the block at `x`: the 16 scales − 32.
+/// Reads the 16 bytes that end at the block's end (the scales and `d`), so
+/// it never reads past a row.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn neon_scales(x: *const u8) -> core::arch::aarch64::int8x16_t {
+    use core::arch::aarch64::*;
+    let v = vld1q_u8(x.add(SCALES - 2));
+    let v = vextq_u8(v, v, 2); // bytes 0..12 = the packed scales
+                               // Low 4 bits: scale j < 8 in the low nibble of byte j, j ≥ 8 in the high
+                               // nibble of byte j − 8.
+    let lo = vcombine_u8(
+        vand_u8(vget_low_u8(v), vdup_n_u8(0xF)),
+        vshr_n_u8(vget_low_u8(v), 4),
+    );
+    // High 2 bits: byte 8 + j%4, bits 2·(j/4): word 2 to every word k,
+    // shifted right by 2k.
+    let h = vdupq_laneq_u32::<2>(vreinterpretq_u32_u8(v));
+    let shifts = vld1q_s32([0, -2, -4, -6].as_ptr());
+    let h = vandq_u8(vreinterpretq_u8_u32(vshlq_u32(h, shifts)), vdupq_n_u8(3));
+    let s = vorrq_u8(lo, vshlq_n_u8(h, 4));
+    vsubq_s8(vreinterpretq_s8_u8(s), vdupq_n_s8(32))
+}
+
 /// `Σ_g s_g·bsums_g` (the −4 offset, before ×4).
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn scaled_bsums(s: &[i8; 16], bs: core::arch::aarch64::int16x8x2_t) -> i32 {
+unsafe fn scaled_bsums(
+    s: core::arch::aarch64::int8x16_t,
+    bs: core::arch::aarch64::int16x8x2_t,
+) -> i32 {
     use core::arch::aarch64::*;
-    let s = vld1q_s8(s.as_ptr());
     let (s0, s1) = (vmovl_s8(vget_low_s8(s)), vmovl_high_s8(s));
     let p = vmull_s16(vget_low_s16(s0), vget_low_s16(bs.0));
     let p = vmlal_high_s16(p, s0, bs.0);
@@ -445,6 +500,44 @@ mod tests {
             let lo = if j < 8 { p[j] & 0xF } else { p[j - 8] >> 4 };
             let hi = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
             assert_eq!(v as i32, (lo | (hi << 4)) as i32 - 32, "scale {j}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sse_scale_unpack() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut rng = Rng::new(5);
+        for _ in 0..64 {
+            let blk: [u8; BLOCK_Q3_K_BYTES] = rng.bytes(BLOCK_Q3_K_BYTES).try_into().unwrap();
+            let want = unpack_scales(blk[SCALES..SCALES + 12].try_into().unwrap());
+            let mut got = [0i8; 16];
+            // SAFETY: AVX2 checked above; `blk` is one whole block.
+            unsafe {
+                core::arch::x86_64::_mm_storeu_si128(
+                    got.as_mut_ptr() as *mut _,
+                    super::avx2::scales_sse(blk.as_ptr()),
+                )
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_scale_unpack() {
+        let mut rng = Rng::new(5);
+        for _ in 0..64 {
+            let blk: [u8; BLOCK_Q3_K_BYTES] = rng.bytes(BLOCK_Q3_K_BYTES).try_into().unwrap();
+            let want = unpack_scales(blk[SCALES..SCALES + 12].try_into().unwrap());
+            let mut got = [0i8; 16];
+            // SAFETY: NEON is baseline on aarch64; `blk` is one whole block.
+            unsafe {
+                core::arch::aarch64::vst1q_s8(got.as_mut_ptr(), super::neon_scales(blk.as_ptr()))
+            };
+            assert_eq!(got, want);
         }
     }
 
