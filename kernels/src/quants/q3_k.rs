@@ -218,10 +218,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     pub(super) unsafe fn scales_sse(x: *const u8) -> __m128i {
-        let v = _mm_srli_si128(
-            _mm_loadu_si128(x.add(BLOCK_Q3_K_BYTES - 16) as *const __m128i),
-            2,
-        );
+        let v = _mm_srli_si128(_mm_loadu_si128(x.add(SCALES - 2) as *const __m128i), 2);
         // Low 4 bits: scale j < 8 in the low nibble of byte j, j ≥ 8 in the
         // high nibble of byte j − 8.
         let lo = _mm_and_si128(
