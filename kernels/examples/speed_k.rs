@@ -93,6 +93,19 @@ fn best(reps: usize, mut f: impl FnMut()) -> Duration {
         .unwrap_or_default()
 }
 
+/// Best wall time of `reps` runs of `f` after one warm-up (for multi-threaded runs).
+fn best_wall(reps: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
 fn gbs(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / 1e9
 }
@@ -113,9 +126,29 @@ fn main() {
         black_box(s);
     });
     println!(
-        "u64 sum over {} MiB: {:.1} GB/s\n",
+        "u64 sum over {} MiB, 1 thread: {:.1} GB/s",
         DRAM_BYTES >> 20,
         gbs(DRAM_BYTES, t)
+    );
+    let t2 = best_wall(5, || {
+        std::thread::scope(|sc| {
+            for half in big.chunks(big.len() / 2) {
+                sc.spawn(move || {
+                    let s = half.chunks_exact(8).fold([0u64; 8], |mut s, c| {
+                        for (a, &b) in s.iter_mut().zip(c) {
+                            *a = a.wrapping_add(b);
+                        }
+                        s
+                    });
+                    black_box(s);
+                });
+            }
+        });
+    });
+    println!(
+        "u64 sum over {} MiB, 2 threads: {:.1} GB/s\n",
+        DRAM_BYTES >> 20,
+        gbs(DRAM_BYTES, t2)
     );
     drop(big);
 
@@ -141,6 +174,7 @@ fn main() {
     );
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let x: Vec<f32> = (0..N).map(|_| rng.unit() * 2.0 - 1.0).collect();
+    let mut two_threads = Vec::new();
     for t in formats {
         if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(t.name())) {
             continue;
@@ -210,6 +244,28 @@ fn main() {
                 gbs(set_bytes, t_vd),
                 tq.as_secs_f64() * 1e6,
             );
+            if b == features.best() {
+                // Two threads, each one half of every matrix's rows.
+                let half = DRAM_ROWS / 2;
+                let t2 = best_wall(3, || {
+                    for m in set {
+                        std::thread::scope(|sc| {
+                            for (k, o) in out.chunks_mut(half).enumerate() {
+                                let (a, fk) = (&a, &fk);
+                                sc.spawn(move || {
+                                    (fk.gemv)(N, &m[k * half * row_bytes..], row_bytes, a, o);
+                                });
+                            }
+                        });
+                        black_box(&out);
+                    }
+                });
+                two_threads.push((t.name(), b.name(), gbs(set_bytes, t2)));
+            }
         }
+    }
+    println!("\nDRAM gemv with 2 threads (each half the rows of every matrix):");
+    for (t, b, g) in two_threads {
+        println!("{t:<7} {b:<8} {g:>7.1} GB/s");
     }
 }
