@@ -651,6 +651,13 @@ fn from_bytes_is_aligned_and_owns() {
 }
 
 #[test]
+fn gguf_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Gguf>();
+    check::<GgufError>();
+}
+
+#[test]
 fn missing_file_names_the_path() {
     let p = fixture("models/no-such-file.gguf");
     let e = Gguf::open(&p, LoadMode::Mmap).unwrap_err();

@@ -165,7 +165,11 @@ pub(crate) fn load(path: &Path, opts: OpenOptions) -> Result<Storage, GgufError>
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(io(std::io::Error::other("is a directory, not a GGUF file")));
+    }
+    let len = meta.len();
     let len = usize::try_from(len).map_err(|_| {
         io(std::io::Error::other(format!(
             "file of {len} bytes does not fit in this machine's address space"

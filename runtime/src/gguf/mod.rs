@@ -1,22 +1,44 @@
 //! GGUF v2/v3: a borrowed, validated view of a model file over `memmap2`.
 //!
 //! A GGUF file is a header, key-value metadata, a table of tensor infos, and
-//! the tensor data section:
+//! the tensor data section (all little-endian; `str` = u64 length + UTF-8):
 //!
 //! ```text
 //! "GGUF" u32 version  u64 n_tensors  u64 n_kv
 //! n_kv ×      { str key, u32 value_type, value }
 //! n_tensors × { str name, u32 n_dims, u64 dims[n_dims], u32 ggml_type, u64 offset }
 //! padding to general.alignment (default 32)
-//! tensor data: each tensor at data_offset + offset, packed in order, padded
+//! tensor data: tensor i at data_offset + offset_i, packed in order, each padded
 //! ```
-//! (`str` = u64 length + UTF-8 bytes; all little-endian.)
 //!
-//! [`Gguf::open`] maps (or reads) the file and validates all of it up front
-//! — see [`reader`](self) for the list of checks, which are at least those of
-//! llama.cpp's `gguf.cpp` — so every accessor afterwards is infallible and
+//! [`Gguf::open`] maps (or reads, see [`LoadMode`]) the file and validates all
+//! of it up front, so every accessor afterwards is infallible and
 //! allocation-free: metadata strings and arrays are borrowed from the file
 //! bytes, tensor data is a `&[u8]` slice of the map, never copied.
+//!
+//! The checks are at least those of llama.cpp's `ggml/src/gguf.cpp`:
+//!
+//! - magic `GGUF`; version 2 or 3 (v1 and byte-swapped big-endian files are
+//!   refused by name);
+//! - every count and length is checked against a hard cap (strings and arrays
+//!   at most 2^30, as gguf.cpp) *and* against what the rest of the file could
+//!   hold, before anything is allocated or looped over;
+//! - keys are non-empty, unique, UTF-8; every string value and array element
+//!   is UTF-8; value type ids are known; nested arrays (which gguf.cpp refuses
+//!   but the format and gguf-py allow) at most [`MAX_ARRAY_DEPTH`] deep;
+//! - `general.alignment`, if present, is a `u32` power of two;
+//! - tensor names are unique, non-empty UTF-8 shorter than [`MAX_NAME_LEN`];
+//!   at most [`MAX_DIMS`] dims, each ≥ 0 as an `i64` (0 = an empty tensor, as in
+//!   ggml); the element count fits in an `i64`; rows are whole blocks of the
+//!   type; the byte size fits in `usize`; the type id is a current ggml type
+//!   (removed ones named);
+//! - the data section starts at the end of the tensor infos padded to the
+//!   alignment, inside the file; tensors are packed in file order, each at the
+//!   previous one's end padded to the alignment (what gguf.cpp requires), so
+//!   they are aligned and never overlap; every tensor's data lies in the file.
+//!
+//! Every error names the key or tensor and the byte offset it concerns; names
+//! taken from the file are escaped so a hostile file cannot break the line.
 
 mod error;
 mod ftype;

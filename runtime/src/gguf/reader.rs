@@ -1,23 +1,6 @@
-//! The parser: header, key-value pairs, tensor infos, data section layout.
-//!
-//! It reads from a byte slice with bounds-checked little-endian reads and
-//! validates as strictly as llama.cpp's `gguf.cpp` (and a bit more):
-//!
-//! - magic `GGUF`; version 2 or 3 (v1 and byte-swapped files refused by name);
-//! - every count or length is checked against a hard cap *and* against what the
-//!   rest of the file could hold before anything is allocated or looped over;
-//! - keys are non-empty, unique UTF-8; every string value and array element is
-//!   UTF-8; value type ids are known; nested arrays at most
-//!   [`MAX_ARRAY_DEPTH`] deep;
-//! - `general.alignment`, if present, is a `u32` power of two;
-//! - tensor names are unique, non-empty UTF-8 shorter than 64 bytes (ggml's
-//!   `GGML_MAX_NAME`); at most 4 dims, the element count fits in an `i64`,
-//!   rows are whole blocks, the byte size fits in `usize`; the type id is a
-//!   current ggml type (removed types named);
-//! - the data section starts at the aligned end of the tensor infos, inside
-//!   the file; tensors are packed in file order, each at the previous one's end
-//!   padded to the alignment (what gguf.cpp requires), so they are aligned and
-//!   never overlap; every tensor's data lies inside the file.
+//! The parser: header, key-value pairs, tensor infos, data section layout,
+//! with bounds-checked little-endian reads over a byte slice. The checks are
+//! listed in the [module docs](super).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -245,7 +228,13 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
                     need: 4,
                     have: buf.len(),
                 }
-                .at(|| "magic".into()));
+                .at(|| {
+                    if buf.is_empty() {
+                        "magic (the file is empty)".into()
+                    } else {
+                        "magic".into()
+                    }
+                }));
             }
             return Err(GgufError::NotGguf { found });
         }

@@ -5,44 +5,45 @@
 //! data is mapped but not touched). A bad file is one error line and a
 //! non-zero exit.
 //!
-//! `--json` prints one object whose field names are stable:
-//!
-//! ```text
-//! file, file_size          the file and its size in bytes
-//! gguf_version, alignment, data_offset, n_kv   GGUF header facts
-//! load_mode                mmap | mlock | none
-//! architecture, name       general.architecture, general.name (null if absent)
-//! n_params, n_params_str   sum of tensor elements, and as llama.cpp prints it ("268.10 M")
-//! file_type, file_type_name   general.file_type and llama.cpp's name ("Q4_K - Medium"), or null
-//! n_tensors, tensor_bytes  tensor count and the sum of their data sizes
-//! tensor_types             [{type: "Q4_K", count, bytes}] in GGML type id order
-//! context_length, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim_k, head_dim_v, n_vocab
-//!                          from <arch>.* keys with llama.cpp's defaults (null if the file
-//!                          is not a model, e.g. vocab only); n_head_kv is an array if it
-//!                          differs per layer
-//! sliding_window, n_layer_swa   the attention window (null if none) and how many layers use it
-//! rope                     {type: "norm"|"neox"|null, freq_base, freq_base_swa, dimension_count,
-//!                           scaling_type, scaling_factor, original_context_length} (null if absent)
-//! tokenizer                {model, pre, n_tokens, n_merges, bos_token_id, eos_token_id,
-//!                           add_bos_token} (null if absent)
-//! chat_template            whether tokenizer.chat_template is present
-//! memory                   {ctx, ctx_from, cache_type, n_ubatch, kv_cells, kv_cells_swa,
-//!                           weights, kv_cache, scratch, total} in bytes (see
-//!                           pistil_runtime::plan), or null with memory_error saying why
-//! tensors                  with --tensors: [{name, type, shape, offset, bytes}]
-//! ```
+//! `--json` prints one object whose field names are stable; they are listed in
+//! [`JSON_FIELDS`], which `pistil inspect --help` prints too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use pistil_kernels::GgmlType;
-use pistil_runtime::gguf::{file_type_name, Gguf, LoadMode, OpenOptions};
+use pistil_runtime::gguf::{file_type_name, Gguf, GgufError, LoadMode, OpenOptions};
 use pistil_runtime::plan::{self, KvType, ModelDims, PlanParams};
 use serde_json::{json, Value};
 
 use crate::model_arg::{resolve_model, Consent};
+
+/// The `--json` fields (shown by `pistil inspect --help`).
+pub const JSON_FIELDS: &str = "\
+JSON output (--json), one object; field names are stable:
+  file, file_size          the file and its size in bytes
+  gguf_version, alignment, data_offset, n_kv   GGUF header facts
+  load_mode                mmap | mlock | none
+  architecture, name       general.architecture, general.name (null if absent)
+  n_params, n_params_str   sum of tensor elements, and as llama.cpp prints it (\"268.10 M\")
+  file_type, file_type_name   general.file_type and llama.cpp's name (\"Q4_K - Medium\"), or null
+  n_tensors, tensor_bytes  tensor count and the sum of their data sizes
+  tensor_types             [{type: \"Q4_K\", count, bytes}] in GGML type id order
+  context_length, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim_k, head_dim_v, n_vocab
+                           from <arch>.* keys with llama.cpp's defaults (null if the file is
+                           not a model, e.g. vocab only); n_head_kv is an array if it differs
+                           per layer
+  sliding_window, n_layer_swa   attention window (null if none), layers that use it
+  rope                     {type: norm|neox|null, freq_base, freq_base_swa, dimension_count,
+                            scaling_type, scaling_factor, original_context_length}
+  tokenizer                {model, pre, n_tokens, n_merges, bos_token_id, eos_token_id,
+                            add_bos_token} (null if absent)
+  chat_template            whether tokenizer.chat_template is present
+  memory                   {ctx, ctx_from, cache_type, n_ubatch, kv_cells, kv_cells_swa,
+                            weights, kv_cache, scratch, total} in bytes, or null with
+                            memory_error saying why
+  tensors                  with --tensors: [{name, type, shape, offset, bytes}]";
 
 /// `--load-mode` on the command line (llama.cpp's `--mmap`/`--mlock`/`--no-mmap`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +90,7 @@ impl From<CacheTypeArg> for KvType {
 
 /// Arguments of `pistil inspect`.
 #[derive(clap::Args)]
+#[command(after_long_help = JSON_FIELDS)]
 pub struct Args {
     /// A GGUF file, or the catalog name of a pulled model (`gemma3:270m`).
     #[arg(value_name = "FILE")]
@@ -107,7 +109,7 @@ pub struct Args {
     /// How to load the file.
     #[arg(long = "load-mode", value_enum, default_value_t = LoadModeArg::Mmap)]
     pub load_mode: LoadModeArg,
-    /// Print one JSON object (stable field names; see the module docs).
+    /// Print one JSON object (stable field names, listed below with --help).
     #[arg(long)]
     pub json: bool,
     /// Also list every tensor: name, type, shape, offset, size.
@@ -126,7 +128,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             prefetch: false,
         },
     )
-    .with_context(|| format!("reading {}", path.display()))?;
+    .map_err(|e| match e {
+        // Already names the file.
+        GgufError::Io { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("reading {}", path.display())),
+    })?;
     let report = report(&g, &path, &args);
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report)?;
