@@ -70,6 +70,8 @@ pub enum MatError {
     UnsupportedType(GgmlType),
     #[error("no quantizer for activation type {act} (needed by weight type {weight})")]
     UnsupportedAct { weight: GgmlType, act: GgmlType },
+    #[error("{0} is not an activation type pistil can quantize to")]
+    NoQuantizer(GgmlType),
     #[error("{ty} matrix: {cols} columns is not a whole number of {block}-element blocks")]
     ColsNotBlocks {
         ty: GgmlType,
@@ -219,10 +221,7 @@ pub fn quantize_act(
     x: &[f32],
     out: &mut [u8],
 ) -> Result<(), MatError> {
-    let ak = kernels.act(act_ty).ok_or(MatError::UnsupportedAct {
-        weight: act_ty,
-        act: act_ty,
-    })?;
+    let ak = kernels.act(act_ty).ok_or(MatError::NoQuantizer(act_ty))?;
     let rb = act_ty.row_bytes(cols).ok_or(MatError::ColsNotBlocks {
         ty: act_ty,
         cols,

@@ -40,8 +40,9 @@ pub struct RopeParams {
     pub ext_factor: f32,
     /// Magnitude scaling of cos/sin (YaRN `attn_factor`); 1 = none.
     pub attn_factor: f32,
-    /// YaRN ramp bounds (ggml defaults 32 and 1).
+    /// YaRN ramp: rotations per context at which extrapolation starts (ggml default 32).
     pub beta_fast: f32,
+    /// YaRN ramp: rotations per context at which interpolation is full (ggml default 1).
     pub beta_slow: f32,
     /// Context length the model was trained with (YaRN only).
     pub n_ctx_orig: u32,
