@@ -57,7 +57,7 @@ fn unpack_scales(scales_h: u16, scales_l: &[u8; 4]) -> [i16; 8] {
 #[allow(non_snake_case)]
 pub fn dequantize_row_iq4_xs(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_iq4_xs: {} values",
         y.len()
     );

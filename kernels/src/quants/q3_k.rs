@@ -83,7 +83,7 @@ fn unpack(b: &BlockQ3_K) -> [i8; QK_K] {
 #[allow(non_snake_case)]
 pub fn dequantize_row_q3_K(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_q3_K: {} values",
         y.len()
     );

@@ -115,7 +115,7 @@ pub(crate) unsafe fn scales_mins_sse(p: *const u8) -> core::arch::x86_64::__m128
 #[inline]
 fn check_dequantize(x: &[u8], y: &[f32]) -> usize {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_q4_K: {} values",
         y.len()
     );
@@ -266,7 +266,11 @@ pub(crate) fn pack_scales_mins(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; K_SCALE_SIZE]
 /// importance matrix) — byte for byte, checked against ggml's output.
 #[allow(non_snake_case)]
 pub fn quantize_row_q4_K(x: &[f32], y: &mut [u8]) {
-    assert!(x.len() % QK_K == 0, "quantize_row_q4_K: {} values", x.len());
+    assert!(
+        x.len().is_multiple_of(QK_K),
+        "quantize_row_q4_K: {} values",
+        x.len()
+    );
     let nb = x.len() / QK_K;
     assert!(
         y.len() >= nb * BLOCK_Q4_K_BYTES,

@@ -58,7 +58,7 @@ fn unpack(b: &BlockQ5_K) -> [u8; QK_K] {
 #[allow(non_snake_case)]
 pub fn dequantize_row_q5_K(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_q5_K: {} values",
         y.len()
     );

@@ -66,7 +66,7 @@ fn unpack(b: &BlockQ6_K) -> [u8; QK_K] {
 #[allow(non_snake_case)]
 pub fn dequantize_row_q6_K(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_q6_K: {} values",
         y.len()
     );
@@ -147,7 +147,11 @@ pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
 #[allow(non_snake_case)]
 pub fn quantize_row_q6_K(x: &[f32], y: &mut [u8]) {
     const GROUP_MAX_EPS: f32 = 1e-15;
-    assert!(x.len() % QK_K == 0, "quantize_row_q6_K: {} values", x.len());
+    assert!(
+        x.len().is_multiple_of(QK_K),
+        "quantize_row_q6_K: {} values",
+        x.len()
+    );
     let nb = x.len() / QK_K;
     assert!(
         y.len() >= nb * BLOCK_Q6_K_BYTES,

@@ -97,7 +97,7 @@ pub fn quantize_block_q8_K(x: &[f32; QK_K]) -> BlockQ8_K {
 #[inline]
 fn check_quantize(x: &[f32], y: &[u8]) -> usize {
     assert!(
-        x.len() % QK_K == 0,
+        x.len().is_multiple_of(QK_K),
         "quantize_row_q8_K: {} values is not a multiple of {QK_K}",
         x.len()
     );
@@ -128,7 +128,7 @@ pub fn quantize_row_q8_K(x: &[f32], y: &mut [u8]) {
 #[allow(non_snake_case)]
 pub fn dequantize_row_q8_K(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK_K == 0,
+        y.len().is_multiple_of(QK_K),
         "dequantize_row_q8_K: {} values",
         y.len()
     );
@@ -162,7 +162,7 @@ pub(crate) fn read_block(a: &[u8], i: usize) -> BlockQ8_K {
 #[inline]
 pub(crate) fn check_dot(fmt: &str, n: usize, w: &[u8], block_bytes: usize, a: &[u8]) -> usize {
     assert!(
-        n % QK_K == 0,
+        n.is_multiple_of(QK_K),
         "vec_dot_{fmt}_q8_K: n = {n} is not a multiple of {QK_K}"
     );
     let nb = n / QK_K;
