@@ -128,15 +128,17 @@ impl<'a> QMatrix<'a> {
         data: &'a [u8],
     ) -> Result<QMatrix<'a>, MatError> {
         format_and_act(kernels, ty)?;
-        let row_bytes = ty.row_bytes(cols).ok_or(if cols % ty.block_elems() != 0 {
-            MatError::ColsNotBlocks {
-                ty,
-                cols,
-                block: ty.block_elems(),
-            }
-        } else {
-            MatError::Overflow { ty, rows, cols }
-        })?;
+        let row_bytes = ty
+            .row_bytes(cols)
+            .ok_or(if !cols.is_multiple_of(ty.block_elems()) {
+                MatError::ColsNotBlocks {
+                    ty,
+                    cols,
+                    block: ty.block_elems(),
+                }
+            } else {
+                MatError::Overflow { ty, rows, cols }
+            })?;
         let expected = rows
             .checked_mul(row_bytes)
             .ok_or(MatError::Overflow { ty, rows, cols })?;
@@ -227,7 +229,7 @@ pub fn quantize_act(
         cols,
         block: act_ty.block_elems(),
     })?;
-    if cols == 0 || x.len() % cols != 0 {
+    if cols == 0 || !x.len().is_multiple_of(cols) {
         return Err(MatError::BufferLength {
             what: "quantize_act input (a whole number of rows)",
             expected: cols,

@@ -93,7 +93,7 @@ impl RopeCache {
     /// A cache for `params` (and optional per-pair frequency factors), at position 0.
     pub fn new(params: RopeParams, freq_factors: Option<&[f32]>) -> Result<RopeCache, RopeError> {
         let n = params.n_dims;
-        if n == 0 || n % 2 != 0 {
+        if n == 0 || !n.is_multiple_of(2) {
             return Err(RopeError::OddDims(n));
         }
         if !(params.freq_base.is_finite() && params.freq_base > 0.0) {
@@ -186,7 +186,7 @@ impl RopeCache {
 
     /// Rotates every head of `x` (`[n_heads][head_dim]`) in place.
     pub fn apply_heads(&self, x: &mut [f32], head_dim: usize) {
-        debug_assert!(head_dim >= self.params.n_dims && x.len() % head_dim == 0);
+        debug_assert!(head_dim >= self.params.n_dims && x.len().is_multiple_of(head_dim));
         for head in x.chunks_exact_mut(head_dim) {
             self.apply(head);
         }

@@ -211,9 +211,6 @@ pub(crate) mod avx2 {
     }
 }
 
-// AVX-512 intrinsics are stable since Rust 1.89; the project builds with 1.95
-// (the workspace `rust-version` still says 1.85).
-#[allow(clippy::incompatible_msrv)]
 pub(crate) mod avx512 {
     use super::*;
     use scalar::exp_consts as k;
