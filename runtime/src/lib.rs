@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod constraint;
 pub mod gguf;
 pub mod model;
 pub mod plan;
