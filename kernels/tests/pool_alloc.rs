@@ -43,7 +43,17 @@ fn run_does_not_allocate() {
         let job = |ith: usize, _nth: usize| {
             sum.fetch_add(ith + 1, Ordering::Relaxed);
         };
-        // Warm up: the first run may initialise per-thread state (thread handles).
+        // Warm up. A new worker thread allocates while it starts up (thread-local
+        // destructor lists, its name): wait until every worker has really run a
+        // share. The caller can only take over a share after its own returns, so a
+        // share that waits for all others to start forces each onto its own thread.
+        let started = AtomicUsize::new(0);
+        pool.run(&|_, nth| {
+            started.fetch_add(1, Ordering::SeqCst);
+            while started.load(Ordering::SeqCst) < nth {
+                std::hint::spin_loop();
+            }
+        });
         for _ in 0..10 {
             pool.run(&job);
         }
