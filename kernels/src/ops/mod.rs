@@ -153,8 +153,8 @@ impl Ops {
     /// SiLU in place.
     #[inline]
     pub fn silu_inplace(&self, x: &mut [f32]) {
-        // The kernels read element i before writing element i, nothing else:
-        // run them over a copy-free split of small chunks.
+        // The kernels take separate input and output slices: go through a small
+        // stack buffer, one chunk at a time (no allocation).
         let mut buf = [0f32; 256];
         for c in x.chunks_mut(256) {
             let b = &mut buf[..c.len()];
