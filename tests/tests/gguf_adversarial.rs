@@ -254,6 +254,57 @@ fn invalid_utf8_everywhere() {
     assert!(matches!(e, GgufError::BadUtf8 { .. }), "{e}");
     assert_msg(&e, &["element 2 of key 'test.x'"]);
 
+    // String arrays are checked a run at a time (see reader.rs): a sequence
+    // split across two elements, a lead byte before a long element whose
+    // length's low byte (0x80) looks like a continuation byte, and a bad long
+    // element, each name the right element.
+    let e = err(&one_kv(vt::ARR, |w| {
+        w.arr(vt::STR, 3)
+            .str("ok")
+            .bytes_str(b"\xc3")
+            .bytes_str(b"\xa9");
+    }));
+    assert!(matches!(e, GgufError::BadUtf8 { .. }), "{e}");
+    assert_msg(&e, &["element 1 of key 'test.x'"]);
+    let long_ok = "é".repeat(64); // 128 bytes: length 0x80
+    let e = err(&one_kv(vt::ARR, |w| {
+        w.arr(vt::STR, 3)
+            .str("ok")
+            .bytes_str(b"a\xc3")
+            .str(&long_ok);
+    }));
+    assert!(matches!(e, GgufError::BadUtf8 { .. }), "{e}");
+    assert_msg(&e, &["element 1 of key 'test.x'"]);
+    let mut long_bad = long_ok.clone().into_bytes();
+    long_bad[100] = 0xff;
+    let e = err(&one_kv(vt::ARR, |w| {
+        w.arr(vt::STR, 4)
+            .str("a")
+            .str(&long_ok)
+            .bytes_str(&long_bad)
+            .str("z");
+    }));
+    assert!(matches!(e, GgufError::BadUtf8 { .. }), "{e}");
+    assert_msg(&e, &["element 2 of key 'test.x'"]);
+    // And the same shapes, valid, parse and read back.
+    let g = parse(&one_kv(vt::ARR, |w| {
+        w.arr(vt::STR, 5)
+            .str("a")
+            .str(&long_ok)
+            .str("é")
+            .str("")
+            .str(&long_ok);
+    }))
+    .unwrap();
+    let v: Vec<&str> = g
+        .get_array("test.x")
+        .unwrap()
+        .unwrap()
+        .strs()
+        .unwrap()
+        .collect();
+    assert_eq!(v, ["a", long_ok.as_str(), "é", "", long_ok.as_str()]);
+
     // A surrogate encoded in UTF-8 (CESU) is not UTF-8 either.
     let e = err(&one_kv(vt::STR, |w| {
         w.bytes_str(b"\xed\xa0\x80");

@@ -89,7 +89,7 @@ const BOUNDARY_U32: &[u32] = &[
 
 fn mutate(rng: &mut Rng, seed: &[u8], len_fields: &[usize]) -> Vec<u8> {
     let mut b = seed.to_vec();
-    let n_mut = 1 + rng.below(4);
+    let n_mut = 1 + rng.below(3);
     for _ in 0..n_mut {
         let len = b.len();
         match rng.below(10) {
@@ -285,7 +285,9 @@ fn seeds() -> Vec<(String, Vec<u8>, Vec<usize>)> {
     w.key("a.bool", vt::BOOL).u8(1);
     w.kv_str("a.s", "héllo");
     w.kv_arr_i32("a.ints", &[1, -2, 3]);
-    w.kv_arr_str("a.strs", &["x", "yy", "", "żz"]);
+    // Short and long (≥ 128 bytes) strings: both UTF-8 check paths.
+    let long = "ł".repeat(70);
+    w.kv_arr_str("a.strs", &["x", "yy", "", "żz", &long, "q"]);
     w.key("a.nest", vt::ARR).arr(vt::ARR, 2);
     w.arr(vt::STR, 2).str("p").str("q");
     w.arr(vt::ARR, 1).arr(vt::F32, 2).f32(1.0).f32(2.0);

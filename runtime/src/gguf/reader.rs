@@ -148,12 +148,13 @@ fn limit(what: String, offset: usize, value: u64, limit: u64, why: &'static str)
     }
 }
 
-/// Reads a length-prefixed UTF-8 string; returns its byte range.
-fn read_str(
+/// Reads a string's u64 length prefix and checks it against `max_len` and
+/// the bytes left; the cursor is left at the string's bytes.
+fn read_str_len(
     cur: &mut Cursor<'_>,
     what: &dyn Fn() -> String,
     max_len: u64,
-) -> Result<Range<usize>, GgufError> {
+) -> Result<u64, GgufError> {
     let at = cur.pos;
     let len = cur
         .u64()
@@ -177,6 +178,16 @@ fn read_str(
             "bytes left in the file",
         ));
     }
+    Ok(len)
+}
+
+/// Reads a length-prefixed UTF-8 string; returns its byte range.
+fn read_str(
+    cur: &mut Cursor<'_>,
+    what: &dyn Fn() -> String,
+    max_len: u64,
+) -> Result<Range<usize>, GgufError> {
+    let len = read_str_len(cur, what, max_len)?;
     let start = cur.pos;
     let bytes = cur.take(len).map_err(|s| s.at(what))?;
     std::str::from_utf8(bytes).map_err(|e| GgufError::BadUtf8 {
@@ -185,6 +196,55 @@ fn read_str(
         bad_at: (start + e.valid_up_to()) as u64,
     })?;
     Ok(start..cur.pos)
+}
+
+/// Reads the `len` strings of a string array (a vocabulary: 100k-260k short
+/// strings), checking UTF-8 a run of strings at a time rather than one by one.
+///
+/// Why a run can be checked in one go: while a string's length is under 128,
+/// all 8 bytes of its length prefix are ASCII. An ASCII byte is never part of
+/// a multi-byte UTF-8 sequence, so no sequence can span a prefix, and a run of
+/// prefixes and strings is valid UTF-8 exactly when every string in it is. A
+/// longer string ends the run and is checked alone. If a run fails, it is
+/// walked again string by string to name the bad element.
+fn read_str_array(cur: &mut Cursor<'_>, len: usize, key: &str) -> Result<(), GgufError> {
+    let buf = cur.buf;
+    let elem = |i: usize| move || format!("element {i} of key '{key}'");
+    // Checks the run of elements `first..end` whose bytes are `bytes`.
+    let check_run = |range: Range<usize>, first: usize, end: usize| -> Result<(), GgufError> {
+        // simdutf8: 15-20x faster than `std::str::from_utf8` on a vocabulary.
+        if simdutf8::basic::from_utf8(buf.get(range.clone()).unwrap_or_default()).is_ok() {
+            return Ok(());
+        }
+        let mut again = Cursor {
+            buf,
+            pos: range.start,
+        };
+        for i in first..end {
+            read_str(&mut again, &elem(i), MAX_STRING_LEN)?;
+        }
+        // Unreachable: the run was invalid, so one of its strings is.
+        Err(GgufError::BadUtf8 {
+            what: format!("elements {first}..{end} of key '{key}'"),
+            offset: range.start as u64,
+            bad_at: range.start as u64,
+        })
+    };
+    let (mut run_start, mut run_first) = (cur.pos, 0usize);
+    for i in 0..len {
+        let at = cur.pos;
+        let n = read_str_len(cur, &elem(i), MAX_STRING_LEN)?;
+        if n < 128 {
+            cur.take(n).map_err(|s| s.at(elem(i)))?;
+        } else {
+            check_run(run_start..at, run_first, i)?;
+            let mut alone = Cursor { buf, pos: at };
+            read_str(&mut alone, &elem(i), MAX_STRING_LEN)?;
+            cur.pos = alone.pos;
+            (run_start, run_first) = (cur.pos, i + 1);
+        }
+    }
+    check_run(run_start..cur.pos, run_first, len)
 }
 
 /// `s` as it may appear in a one-line error message: control characters
@@ -623,15 +683,7 @@ fn read_array(
             cur.take((len * size) as u64)
                 .map_err(|s| s.at(|| format!("elements of key '{key}'")))?;
         }
-        None if elem == ValueType::Str => {
-            for i in 0..len {
-                read_str(
-                    cur,
-                    &|| format!("element {i} of key '{key}'"),
-                    MAX_STRING_LEN,
-                )?;
-            }
-        }
+        None if elem == ValueType::Str => read_str_array(cur, len, key)?,
         None => {
             for _ in 0..len {
                 read_array(cur, key, depth + 1)?;
