@@ -10,7 +10,9 @@
 pub mod catalog;
 pub mod chat;
 pub mod constraint;
+pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod plan;
+pub mod sampler;
 pub mod tokenizer;
