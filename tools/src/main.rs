@@ -4,6 +4,7 @@
 //! typed library errors into one clear line and a meaningful exit code.
 
 mod cmd;
+mod common;
 mod model_arg;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt, streamed to stdout.
+    Run(cmd::run::Args),
+    /// Chat with a model (history kept in the KV cache; works with piped input).
+    Chat(cmd::chat::Args),
+    /// Measure prompt and generation speed (llama-bench's table).
+    Bench(cmd::bench::Args),
     /// Show what a GGUF file holds and the memory a run needs.
     Inspect(cmd::inspect::Args),
     /// Download a model from the catalog into the model cache.
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_verbose);
     let result = match cli.command {
+        Command::Run(a) => cmd::run::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
@@ -43,6 +53,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<common::Interrupted>().is_some() => ExitCode::from(130),
         Err(e) => {
             // One line: the error and its causes, outermost first.
             eprintln!("pistil: error: {e:#}");
