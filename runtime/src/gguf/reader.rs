@@ -595,7 +595,6 @@ fn read_value(
     key: &str,
     depth: usize,
 ) -> Result<RawValue, GgufError> {
-    let at = cur.pos;
     let what = || format!("value of key '{key}'");
     macro_rules! scalar {
         ($variant:ident, $t:ty) => {{
@@ -623,7 +622,6 @@ fn read_value(
         ValueType::Str => RawValue::Str(read_str(cur, &what, MAX_STRING_LEN)?),
         ValueType::Array => {
             let (elem, len, data) = read_array(cur, key, depth)?;
-            let _ = at;
             RawValue::Array { elem, len, data }
         }
     })
