@@ -341,7 +341,7 @@ fn main() {
         line += &format!(" {gbs:.1} ({:.0}%) | {rgbs:.1} |", 100.0 * gbs / bw[bt]);
         eprintln!(
             "{ty} 4096x14336 {bt}T over {copies} copies ({} MiB): {:.1} us, {gbs:.1} GB/s",
-            copies * one >> 20,
+            (copies * one) >> 20,
             s * 1e6
         );
         println!("{line}");

@@ -235,7 +235,7 @@ pub(crate) fn check_backends(
     assert_eq!(scalar.act, scalar_act.act, "{what}: activation type");
     let row_bytes = scalar.weight.row_bytes(n).expect("whole blocks");
     assert!(
-        row_bytes > 0 && w.len() % row_bytes == 0 && !w.is_empty(),
+        row_bytes > 0 && w.len().is_multiple_of(row_bytes) && !w.is_empty(),
         "{what}: bad test shape"
     );
     let rows = w.len() / row_bytes;

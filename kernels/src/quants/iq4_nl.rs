@@ -42,7 +42,7 @@ const ACT_BYTES: usize = std::mem::size_of::<BlockQ8_0>();
 /// `y[j] = d·kvalues[lo(qs[j])]`, `y[j+16] = d·kvalues[hi(qs[j])]`.
 pub fn dequantize_row_iq4_nl(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK4_NL == 0 && x.len() / BLOCK_BYTES >= y.len() / QK4_NL,
+        y.len().is_multiple_of(QK4_NL) && x.len() / BLOCK_BYTES >= y.len() / QK4_NL,
         "dequantize_row_iq4_nl: {} bytes cannot give {} values",
         x.len(),
         y.len()

@@ -42,7 +42,7 @@ const ACT_BYTES: usize = std::mem::size_of::<BlockQ8_0>();
 /// `y[j] = d·(lo(qs[j]) - 8)`, `y[j+16] = d·(hi(qs[j]) - 8)`.
 pub fn dequantize_row_q4_0(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK4_0 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK4_0,
+        y.len().is_multiple_of(QK4_0) && x.len() / BLOCK_BYTES >= y.len() / QK4_0,
         "dequantize_row_q4_0: {} bytes cannot give {} values",
         x.len(),
         y.len()

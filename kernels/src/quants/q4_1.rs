@@ -40,7 +40,7 @@ const ACT_BYTES: usize = std::mem::size_of::<BlockQ8_1>();
 /// `y[j] = d·lo(qs[j]) + m`, `y[j+16] = d·hi(qs[j]) + m`.
 pub fn dequantize_row_q4_1(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK4_1 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK4_1,
+        y.len().is_multiple_of(QK4_1) && x.len() / BLOCK_BYTES >= y.len() / QK4_1,
         "dequantize_row_q4_1: {} bytes cannot give {} values",
         x.len(),
         y.len()

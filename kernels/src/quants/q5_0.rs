@@ -56,7 +56,7 @@ fn unpack(b: &BlockQ5_0) -> [i32; QK5_0] {
 /// `y[i] = d·(q[i] - 16)`.
 pub fn dequantize_row_q5_0(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK5_0 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK5_0,
+        y.len().is_multiple_of(QK5_0) && x.len() / BLOCK_BYTES >= y.len() / QK5_0,
         "dequantize_row_q5_0: {} bytes cannot give {} values",
         x.len(),
         y.len()

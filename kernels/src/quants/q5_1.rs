@@ -58,7 +58,7 @@ fn unpack(b: &BlockQ5_1) -> [i32; QK5_1] {
 /// `y[i] = d·q[i] + m`.
 pub fn dequantize_row_q5_1(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK5_1 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK5_1,
+        y.len().is_multiple_of(QK5_1) && x.len() / BLOCK_BYTES >= y.len() / QK5_1,
         "dequantize_row_q5_1: {} bytes cannot give {} values",
         x.len(),
         y.len()

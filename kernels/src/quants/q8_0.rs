@@ -181,7 +181,7 @@ pub(crate) use simd_entries;
 /// `y[i] = d * qs[i]`.
 pub fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK8_0 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK8_0,
+        y.len().is_multiple_of(QK8_0) && x.len() / BLOCK_BYTES >= y.len() / QK8_0,
         "dequantize_row_q8_0: {} bytes cannot give {} values",
         x.len(),
         y.len()
@@ -216,7 +216,7 @@ pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [u8]) {
 #[track_caller]
 pub(crate) fn check_quantize(what: &str, x: &[f32], y: &[u8], block_bytes: usize) {
     assert!(
-        x.len() % QK8_0 == 0 && y.len() / block_bytes >= x.len() / QK8_0,
+        x.len().is_multiple_of(QK8_0) && y.len() / block_bytes >= x.len() / QK8_0,
         "{what}: {} values (need a multiple of {QK8_0}) into {} bytes",
         x.len(),
         y.len()

@@ -48,7 +48,7 @@ pub fn quantize_row_q8_1(x: &[f32], y: &mut [u8]) {
 /// `y[i] = d·qs[i]` (for tests and debugging: Q8_1 is never a weight type).
 pub fn dequantize_row_q8_1(x: &[u8], y: &mut [f32]) {
     assert!(
-        y.len() % QK8_1 == 0 && x.len() / BLOCK_BYTES >= y.len() / QK8_1,
+        y.len().is_multiple_of(QK8_1) && x.len() / BLOCK_BYTES >= y.len() / QK8_1,
         "dequantize_row_q8_1: {} bytes cannot give {} values",
         x.len(),
         y.len()
