@@ -2,9 +2,9 @@
 //! the token ids a model's own vocabulary gives a text, like llama.cpp's
 //! `llama-tokenize --ids`.
 //!
-//! Prints one JSON array: `[151646, 9707, 11]`. With `--pieces`, one object
-//! per token and line: `{"id": 9707, "piece": "Hello"}` (plus `"bytes"` when a
-//! token is part of a character, e.g. one byte of an emoji). Only the
+//! Prints one JSON array: `[151646, 9707, 11]`. With `--pieces`, a JSON array
+//! with one object per token and line: `{"id":9707,"piece":"Hello"}` (plus
+//! `"bytes"` when a token is part of a character, e.g. one byte of an emoji). Only the
 //! tokenizer is read, so a vocab-only GGUF works. By default BOS/EOS are added
 //! as the model asks and special-token text (`<｜User｜>`, `<|im_start|>`) is
 //! parsed, as for a templated prompt.
