@@ -347,36 +347,40 @@ impl Sampler {
             self.n_cand = 1;
             return Ok(id);
         }
-        let k = if p.top_k > 0 {
-            (p.top_k as usize).min(self.n_vocab)
-        } else {
-            self.n_vocab
-        };
-        self.n_cand = top_k(logits, k, &mut self.cand);
-        if self.n_cand == 0 {
-            return Err(SamplerError::NoCandidates);
-        }
         let (top_p, min_p, temp) = (p.top_p, p.min_p, p.temperature);
-        if top_p < 1.0 {
-            softmax(&mut self.cand[..self.n_cand]);
-            let mut sum = 0.0f32;
-            let mut keep = self.n_cand;
-            for (i, c) in self.cand[..self.n_cand].iter().enumerate() {
-                sum += c.p;
-                if sum >= top_p {
-                    keep = i + 1;
-                    break;
-                }
+        if p.top_k <= 0 || p.top_k as usize >= self.n_vocab {
+            // No top-k: top-p and min-p over the whole vocabulary without
+            // sorting all of it.
+            self.n_cand = whole_vocab(logits, top_p, min_p, &mut self.cand);
+            if self.n_cand == 0 {
+                return Err(SamplerError::NoCandidates);
             }
-            self.n_cand = keep;
-        }
-        if min_p > 0.0 {
-            let min_logit = self.cand[0].logit + min_p.ln();
-            let keep = 1 + self.cand[1..self.n_cand]
-                .iter()
-                .take_while(|c| c.logit >= min_logit)
-                .count();
-            self.n_cand = keep;
+        } else {
+            self.n_cand = top_k(logits, p.top_k as usize, &mut self.cand);
+            if self.n_cand == 0 {
+                return Err(SamplerError::NoCandidates);
+            }
+            if top_p < 1.0 {
+                softmax(&mut self.cand[..self.n_cand]);
+                let mut sum = 0.0f32;
+                let mut keep = self.n_cand;
+                for (i, c) in self.cand[..self.n_cand].iter().enumerate() {
+                    sum += c.p;
+                    if sum >= top_p {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+                self.n_cand = keep;
+            }
+            if min_p > 0.0 {
+                let min_logit = self.cand[0].logit + min_p.ln();
+                let keep = 1 + self.cand[1..self.n_cand]
+                    .iter()
+                    .take_while(|c| c.logit >= min_logit)
+                    .count();
+                self.n_cand = keep;
+            }
         }
         for c in &mut self.cand[..self.n_cand] {
             c.logit /= temp;
@@ -514,6 +518,72 @@ fn top_k(logits: &[f32], k: usize, out: &mut [Candidate]) -> usize {
     }
     out[..k].sort_unstable_by(by_logit_desc);
     k
+}
+
+/// Top-p and min-p over every finite logit (no top-k), into `out[..n]`
+/// sorted descending; returns `n`.
+///
+/// Both keep a prefix of the sorted vocabulary (top-p by cumulative
+/// probability over the whole vocabulary, min-p by logit ≥ max + ln p), so
+/// applying them in either order keeps the shorter prefix. Min-p is applied
+/// first, while copying; top-p first looks for its cut among the 256 largest
+/// (a partial sort) and sorts everything only when it is not there — as
+/// llama.cpp's top-p does.
+fn whole_vocab(logits: &[f32], top_p: f32, min_p: f32, out: &mut [Candidate]) -> usize {
+    let finite = |l: f32| !(l.is_nan() || l == f32::NEG_INFINITY);
+    let Some(max) = logits
+        .iter()
+        .copied()
+        .filter(|&l| finite(l))
+        .reduce(f32::max)
+    else {
+        return 0;
+    };
+    let threshold = if min_p > 0.0 {
+        max + min_p.ln()
+    } else {
+        f32::NEG_INFINITY
+    };
+    let mut total = 0.0f64;
+    let mut n = 0usize;
+    for (i, &l) in logits.iter().enumerate() {
+        if !finite(l) {
+            continue;
+        }
+        total += f64::from((l - max).exp());
+        if l >= threshold {
+            out[n] = Candidate {
+                id: i as u32,
+                logit: l,
+                p: 0.0,
+            };
+            n += 1;
+        }
+    }
+    let cut = |cand: &[Candidate]| -> Option<usize> {
+        let mut cum = 0.0f64;
+        for (i, c) in cand.iter().enumerate() {
+            cum += f64::from((c.logit - max).exp()) / total;
+            if cum >= f64::from(top_p) {
+                return Some(i + 1);
+            }
+        }
+        None
+    };
+    if top_p < 1.0 && n > 256 {
+        out[..n].select_nth_unstable_by(255, by_logit_desc);
+        out[..256].sort_unstable_by(by_logit_desc);
+        if let Some(keep) = cut(&out[..256]) {
+            return keep;
+        }
+    }
+    out[..n].sort_unstable_by(by_logit_desc);
+    if top_p < 1.0 {
+        if let Some(keep) = cut(&out[..n]) {
+            return keep;
+        }
+    }
+    n
 }
 
 /// Softmax of sorted candidates into `p` (float, as llama.cpp's).

@@ -504,6 +504,8 @@ pub struct Engine {
     split: ThoughtSplitter,
     /// Tokens fed to the model next: the sampled one plus forced ones.
     feed: Vec<u32>,
+    /// The last generation's tokens (sampled and forced), capacity `n_ctx + 64`.
+    generated: Vec<u32>,
     thread_hook: Option<ThreadHook>,
     threads_wanted: usize,
     interrupt: Option<Arc<AtomicBool>>,
@@ -536,6 +538,7 @@ impl Engine {
             detok: Detokenizer::new(),
             split: ThoughtSplitter::new(model.think_tags, false, true),
             feed: Vec::with_capacity(16),
+            generated: Vec::with_capacity(opts.n_ctx + 64),
             thread_hook: None,
             threads_wanted: threads,
             interrupt: None,
@@ -563,6 +566,12 @@ impl Engine {
         self.state.n_past()
     }
 
+    /// The ids of the tokens in the KV cache (the last prompt and what was
+    /// generated after it, but the final sampled token).
+    pub fn cached_tokens(&self) -> &[u32] {
+        self.state.tokens()
+    }
+
     /// The memory of the model with this context.
     pub fn memory_plan(&self) -> Result<MemoryPlan, EngineError> {
         Ok(self.model.model.memory_plan(&StateOptions {
@@ -587,6 +596,12 @@ impl Engine {
     /// recorded ([`Engine::threads_wanted`]) and logged once, not applied yet.
     pub fn set_thread_hook(&mut self, hook: Option<ThreadHook>) {
         self.thread_hook = hook;
+    }
+
+    /// The tokens of the last generation: every sampled token (an
+    /// end-of-generation token excluded) and any forced `</think>` tokens.
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
     }
 
     /// The thread count the hook last asked for.
@@ -713,7 +728,8 @@ impl Engine {
             }
             _ => None,
         };
-        self.detok = Detokenizer::new();
+        // Reset, keeping the buffers' capacity (a left-over partial character is dropped).
+        let _ = self.detok.finish();
         self.split.reset(opens_thinking, templated);
         let mut out = Output {
             tok,
@@ -729,8 +745,10 @@ impl Engine {
         // Tokens to feed before sampling again: the sampled one and any
         // forced `</think>`; at the start, a zero budget's forced close.
         self.feed.clear();
+        self.generated.clear();
         if let Some(forced) = budget.as_mut().and_then(|b| b.on_start()) {
             self.feed.extend_from_slice(forced);
+            self.generated.extend_from_slice(forced);
         }
         // Forced tokens at the end of `feed` not yet written out as text.
         let mut n_forced = self.feed.len();
@@ -771,6 +789,7 @@ impl Engine {
                 break DoneReason::Stop;
             }
             stats.gen_tokens += 1;
+            self.generated.push(id);
             if let Some(r) = out.tokens(&[id])? {
                 break r;
             }
@@ -782,6 +801,7 @@ impl Engine {
             n_forced = 0;
             if let Some(forced) = budget.as_mut().and_then(|b| b.on_token(id)) {
                 self.feed.extend_from_slice(forced);
+                self.generated.extend_from_slice(forced);
                 n_forced = forced.len();
             }
         };
