@@ -319,6 +319,10 @@ impl ChatTemplate {
     /// tokenizer adds BOS itself. Tokenize it with
     /// `encode(prompt, add_special = true, parse_special = true)` to get
     /// exactly one BOS (llama.cpp's `common_chat_templates_apply` does the same).
+    ///
+    /// Messages are part of that text, so control-token text a user types
+    /// (`<｜Assistant｜>`) becomes a control token too — as in llama.cpp and
+    /// Ollama. Callers that must prevent it can reject or escape such text.
     pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<String, ChatError> {
         let text = self.render(messages, true)?;
         if self.tokenizer_adds_bos && !self.bos_token.is_empty() {
