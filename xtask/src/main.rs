@@ -9,6 +9,8 @@
 //! (Pi 4) and a Cortex-A76 (Pi 5). It prints a summary and exits non-zero if
 //! any step failed.
 
+mod bench_vs_llama;
+
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("setup") => setup(),
+        Some("bench-vs-llama") => bench_vs_llama::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
             Ok(())
@@ -46,7 +49,8 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
            test [--no-qemu] [--cpu NAME] [--skip-lint]   install what is missing, then run every test\n  \
-           setup                                         only install what is missing and pull the test model\n"
+           setup                                         only install what is missing and pull the test model\n  \
+           bench-vs-llama [--help]                       pistil vs llama.cpp side by side (speed, memory, TTFT)\n"
     );
 }
 
