@@ -37,6 +37,10 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Show the detected board, its profile, CPU features and chosen kernels.
     Board(cmd::board::Args),
+    /// Teacher-forced logits: the top-K next-token logits at every position of a token sequence.
+    Eval(cmd::eval::Args),
+    /// Perplexity of a text file (llama-perplexity's chunked method).
+    Perplexity(cmd::perplexity::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Board(a) => cmd::board::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

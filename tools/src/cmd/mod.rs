@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod board;
 pub mod chat;
+pub mod eval;
 pub mod inspect;
+pub mod perplexity;
 pub mod pull;
 pub mod run;
 pub mod tokenize;
