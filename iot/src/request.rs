@@ -124,7 +124,16 @@ pub fn salvage_id(text: &str) -> Value {
 
 /// Parses one request.
 pub fn parse_request(text: &str) -> Result<JsonRequest, RequestError> {
-    let wire: Wire = serde_json::from_str(text).map_err(|e| RequestError::Parse(e.to_string()))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let wire: Wire = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            RequestError::Parse(e.into_inner().to_string())
+        } else {
+            RequestError::Parse(format!("{path}: {}", e.into_inner()))
+        }
+    })?;
+    de.end().map_err(|e| RequestError::Parse(e.to_string()))?;
     let prompt = match (wire.prompt, wire.messages) {
         (Some(_), Some(_)) => {
             return Err(RequestError::Invalid(
@@ -260,7 +269,12 @@ mod tests {
                 "pattern",
             ),
             (r#"{"messages":[{"role":"robot","content":"x"}]}"#, "robot"),
-            (r#"{"prompt":5}"#, "invalid type"),
+            (r#"{"prompt":5}"#, "prompt: invalid type"),
+            (
+                r#"{"prompt":"a","options":{"top_k":-1}}"#,
+                "options.top_k: invalid value",
+            ),
+            (r#"{"prompt":"a"} x"#, "trailing characters"),
         ];
         for (text, needle) in cases {
             let e = parse_request(text).expect_err(text).to_string();

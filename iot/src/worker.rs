@@ -14,7 +14,8 @@
 //! piece, idle after, error when a request failed.
 
 use std::ops::ControlFlow;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -57,8 +58,10 @@ pub struct Worker {
 /// A cheap, cloneable way to submit requests to a [`Worker`].
 #[derive(Clone)]
 pub struct WorkerHandle {
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
     queue: usize,
+    /// Requests queued or running.
+    in_flight: Arc<AtomicUsize>,
     model_name: Arc<str>,
     status: watch::Receiver<Status>,
     status_tx: Arc<watch::Sender<Status>>,
@@ -67,18 +70,21 @@ pub struct WorkerHandle {
 impl Worker {
     /// Starts the thread; `queue` requests may wait while one runs.
     pub fn spawn<A: Assistant + 'static>(assistant: A, queue: usize) -> std::io::Result<Worker> {
-        let (tx, rx) = sync_channel::<Job>(queue);
+        let (tx, rx) = channel::<Job>();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&in_flight);
         let (status_tx, status_rx) = watch::channel(Status::Idle);
         let status_tx = Arc::new(status_tx);
         let model_name: Arc<str> = Arc::from(assistant.model_name());
         let st = Arc::clone(&status_tx);
         let thread = std::thread::Builder::new()
             .name("pistil-model".into())
-            .spawn(move || run(assistant, rx, &st))?;
+            .spawn(move || run(assistant, rx, &st, &count))?;
         Ok(Worker {
             handle: WorkerHandle {
                 tx,
                 queue,
+                in_flight,
                 model_name,
                 status: status_rx,
                 status_tx,
@@ -104,13 +110,21 @@ impl Worker {
 }
 
 impl WorkerHandle {
-    /// Queues a request; refused at once when the queue is full.
+    /// Queues a request; refused at once when `queue` requests already
+    /// wait behind a running one.
     pub fn submit(&self, ask: Ask) -> Result<JobStream, Busy> {
+        let taken = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if taken > self.queue {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(Busy::QueueFull(self.queue));
+        }
         let (events, rx) = mpsc::unbounded_channel();
-        match self.tx.try_send(Job { ask, events }) {
+        match self.tx.send(Job { ask, events }) {
             Ok(()) => Ok(JobStream { rx }),
-            Err(TrySendError::Full(_)) => Err(Busy::QueueFull(self.queue)),
-            Err(TrySendError::Disconnected(_)) => Err(Busy::Stopped),
+            Err(_) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Err(Busy::Stopped)
+            }
         }
     }
 
@@ -171,10 +185,16 @@ impl JobStream {
     }
 }
 
-fn run<A: Assistant>(mut assistant: A, rx: Receiver<Job>, status: &watch::Sender<Status>) {
+fn run<A: Assistant>(
+    mut assistant: A,
+    rx: Receiver<Job>,
+    status: &watch::Sender<Status>,
+    in_flight: &AtomicUsize,
+) {
     while let Ok(job) = rx.recv() {
         if job.events.is_closed() {
             // Its requester went away while it waited.
+            in_flight.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
         status.send_replace(Status::Thinking);
@@ -198,6 +218,9 @@ fn run<A: Assistant>(mut assistant: A, rx: Receiver<Job>, status: &watch::Sender
         if let Err(e) = &result {
             tracing::warn!("request failed: {e}");
         }
+        // Free the slot before telling the requester, so its next request
+        // is never refused as "busy" by a worker that is already idle.
+        in_flight.fetch_sub(1, Ordering::SeqCst);
         let _ = job.events.send(JobEvent::Done(result));
     }
 }
@@ -249,6 +272,22 @@ mod tests {
             prompts,
             ["one two three four five six", "a b c d e f g h i j k l m n"]
         );
+    }
+
+    #[test]
+    fn queue_zero_is_free_again_as_soon_as_done_arrives() {
+        let worker = Worker::spawn(FakeAssistant::new("fake"), 0).unwrap();
+        let h = worker.handle();
+        for i in 0..200 {
+            let mut s = h
+                .submit(Ask::text(format!("q{i}")))
+                .expect("idle worker accepts");
+            while let Some(ev) = s.blocking_next() {
+                if matches!(ev, JobEvent::Done(_)) {
+                    break;
+                }
+            }
+        }
     }
 
     #[test]
