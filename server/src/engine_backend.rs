@@ -118,6 +118,11 @@ impl EngineBackend {
                 ..ModelInfo::default()
             },
         };
+        if let Ok(Some(e)) = pistil_runtime::catalog::find(&cur.spec.name) {
+            if let Some(h) = &e.sha256 {
+                info.digest = h.clone();
+            }
+        }
         info.n_ctx = cur.engine.n_ctx() as u64;
         info.memory_bytes = cur.engine.memory_plan().map(|p| p.total()).unwrap_or(0);
         info.capabilities = crate::models::capabilities(lm.can_think());

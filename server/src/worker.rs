@@ -322,7 +322,7 @@ impl<B: Backend> Worker<B> {
             }
             JobKind::Load | JobKind::Unload => Ok(Stats::default()),
         };
-        if let Ok(s) = &result {
+        if let (Ok(s), JobKind::Generate(_)) = (&result, &job.kind) {
             tracing::info!(
                 "{}: prompt {} ({} cached), {} generated, {:.1} tok/s, {:?}",
                 job.spec.name,

@@ -29,6 +29,8 @@ enum Command {
     Chat(cmd::chat::Args),
     /// Measure prompt and generation speed (llama-bench's table).
     Bench(cmd::bench::Args),
+    /// Serve an Ollama- and OpenAI-compatible HTTP API (one model at a time).
+    Serve(cmd::serve::Args),
     /// Show what a GGUF file holds and the memory a run needs.
     Inspect(cmd::inspect::Args),
     /// Download a model from the catalog into the model cache.
@@ -45,11 +47,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_verbose);
+    // A server logs one line per request: info by default.
+    let verbosity = match cli.command {
+        Command::Serve(_) => cli.log_verbose.max(1),
+        _ => cli.log_verbose,
+    };
+    init_logging(verbosity);
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
