@@ -7,7 +7,7 @@ Run by `tools/tests/serve_python.rs`, which starts the servers and sets:
   PISTIL_KEY        that key
 By hand: start `pistil serve -m tests/fixtures/models/tiny-qwen2.q8_0.gguf -c 256`
 and `pistil serve ... --port 11435 --api-key k`, export the variables, then
-`python3 -m pytest tests/python -q`.
+`python3 -m pytest tests/python/test_clients.py -q`.
 """
 
 import json

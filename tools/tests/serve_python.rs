@@ -1,6 +1,6 @@
 //! `pistil serve` with the official `ollama` and `openai` Python clients:
 //! starts an open server and one with `--api-key` (a tiny R1-template model
-//! loaded), then runs `python3 -m pytest tests/python -q` against them.
+//! loaded), then runs `python3 -m pytest tests/python/test_clients.py -q` against them.
 //!
 //! Needs python3 with the packages of `tests/python/requirements.txt`
 //! (`pip install -r tests/python/requirements.txt`); without them this test
@@ -51,7 +51,7 @@ fn official_python_clients() {
         .args([
             "-m",
             "pytest",
-            "tests/python",
+            "tests/python/test_clients.py",
             "-q",
             "-p",
             "no:cacheprovider",
