@@ -1,7 +1,8 @@
 //! [`Assistant`] over the real generation engine.
 //!
 //! An [`Ask`] becomes an engine [`Request`]: its messages rendered with the
-//! model's chat template, sampling = the command line's settings with the
+//! model's chat template (a base model without one continues a single
+//! question as raw text, as `pistil run` does), sampling = the command line's settings with the
 //! request's `options` on top, `format` → a [`JsonConstraint`] sized to the
 //! room left in the context. With `format` the thought is skipped (an empty
 //! one is pre-filled): a thought cannot be JSON, and the answer must be.
@@ -16,7 +17,9 @@ use pistil_runtime::engine::{
     ThinkMode,
 };
 
-use crate::assistant::{Ask, AssistError, Assistant, DoneReason, Outcome, Piece, Role, Think};
+use crate::assistant::{
+    Ask, AskPrompt, AssistError, Assistant, DoneReason, Outcome, Piece, Role, Think,
+};
 
 /// The engine as an [`Assistant`].
 pub struct EngineAssistant {
@@ -103,7 +106,21 @@ impl EngineAssistant {
                 Some(Box::new(Json(c)))
             }
         };
-        let mut req = Request::new(Prompt::Chat(messages));
+        // A model without its own chat template (a base model) continues
+        // text: a one-question request is given as is, like `pistil run` does
+        // (a borrowed template makes such models ramble). Conversations still
+        // use the built-in template of the architecture.
+        let prompt = match (&ask.prompt, self.engine.model().has_own_template()) {
+            (AskPrompt::Text(text), false) => Prompt::Text {
+                text: match &ask.system {
+                    Some(s) => format!("{s}\n\n{text}"),
+                    None => text.clone(),
+                },
+                raw: true,
+            },
+            _ => Prompt::Chat(messages),
+        };
+        let mut req = Request::new(prompt);
         req.sampling = sampling;
         req.max_tokens = ask.max_tokens();
         req.stop = o.stop.clone().unwrap_or_default();

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod common;
+mod headless;
 mod model_arg;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,10 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Serve an Ollama- and OpenAI-compatible HTTP API (one model at a time).
     Serve(cmd::serve::Args),
+    /// Answer Home Assistant voice pipelines: a Wyoming `handle` (conversation agent) service.
+    Wyoming(cmd::wyoming::Args),
+    /// Answer prompts that arrive over MQTT, publishing the replies.
+    Mqtt(cmd::mqtt::Args),
     /// Show what a GGUF file holds and the memory a run needs.
     Inspect(cmd::inspect::Args),
     /// Download a model from the catalog into the model cache.
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs one line per request: info by default.
     let verbosity = match cli.command {
-        Command::Serve(_) => cli.log_verbose.max(1),
+        Command::Serve(_) | Command::Wyoming(_) | Command::Mqtt(_) => cli.log_verbose.max(1),
         _ => cli.log_verbose,
     };
     init_logging(verbosity);
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Wyoming(a) => cmd::wyoming::run(a),
+        Command::Mqtt(a) => cmd::mqtt::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),

@@ -48,9 +48,17 @@ pub struct Args {
     /// Print timings and token counts on stderr at the end.
     #[arg(long)]
     pub verbose: bool,
+    /// Headless pipe mode: one JSON request per line on standard input (`{"prompt": …}` or
+    /// `{"messages": […]}`, with `options`, `think`, `format`, `id`), JSON events on standard output,
+    /// one per line (`token`, `thinking`, `done`, `error`). The flags above are the defaults.
+    #[arg(long, conflicts_with_all = ["prompt", "raw", "truncate"])]
+    pub jsonl: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.jsonl {
+        return crate::headless::run_jsonl(&args);
+    }
     let t0 = Instant::now();
     let prompt = match &args.prompt {
         Some(p) => p.clone(),
