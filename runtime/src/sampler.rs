@@ -741,7 +741,7 @@ mod tests {
         s.sample(&mut l).unwrap();
         assert_eq!(l[0], 4.0);
         assert_eq!(l[1], 4.0 / 2.0 - 2.0 * 0.25 - 0.5);
-        assert_eq!(l[2], -1.0 * 2.0 - 0.25 - 0.5);
+        assert_eq!(l[2], -2.0 - 0.25 - 0.5);
         assert_eq!(l[3], 3.0);
         // Penalties off: logits untouched.
         let mut s = Sampler::new(&SamplingParams::greedy(), 4).unwrap();

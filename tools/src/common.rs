@@ -358,7 +358,7 @@ impl CtrlC {
             } else {
                 // Leave the terminal tidy: reset styling, end the line.
                 let mut err = std::io::stderr();
-                let _ = write!(err, "{}\n", if style_stdout() { "\x1b[0m" } else { "" });
+                let _ = writeln!(err, "{}", if style_stdout() { "\x1b[0m" } else { "" });
                 std::process::exit(130);
             }
         });

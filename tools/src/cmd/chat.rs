@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = loaded.model.clone();
     if !model.has_own_template() {
         eprintln!(
-            "pistil: note: {} has no chat template of its own (a base model?); using the built-in {} template",
+            "pistil: note: {} has no chat template of its own (a base model?); using the {} template",
             model.name,
             model.template.origin()
         );
