@@ -19,11 +19,26 @@ use super::fdot;
 use super::kv::{KvBuf, KvType, LayerKv};
 use super::shared::SharedMut;
 use super::{Config, ModelError};
-use half::f16;
+use pistil_kernels::f16conv;
 use pistil_kernels::ops::softmax::softmax_with;
 use pistil_kernels::ops::Ops;
 use pistil_kernels::pool::ThreadPool;
 use pistil_kernels::{GgmlType, Kernels};
+
+/// Values converted from f16 at a time (V rows of the F16 cache).
+const CONV: usize = 256;
+
+/// Rounds `x` to f16 precision in place (the conversion ggml applies to the
+/// right operand of a product with an F16 cache), with the dispatched row
+/// converters.
+fn round_f16(x: &mut [f32]) {
+    let mut b = [0u8; 2 * CONV];
+    for c in x.chunks_mut(CONV) {
+        let bytes = &mut b[..2 * c.len()];
+        f16conv::f32_to_f16_row(c, bytes);
+        f16conv::f16_to_f32_row(bytes, c);
+    }
+}
 
 /// One thread's attention scratch.
 pub(crate) struct Scratch {
@@ -32,6 +47,9 @@ pub(crate) struct Scratch {
     scores: Vec<f32>,
     /// `[head_dim_k]`: the query rounded to f16 (F16 cache).
     q16: Vec<f32>,
+    /// `[max(head_dim_k, CONV)]`: one K row, or a run of V values, converted
+    /// from f16 (F16 cache).
+    conv: Vec<f32>,
     /// The query as one Q8_0 row (Q8_0 cache).
     q8: Vec<u8>,
     /// `[head_dim_v]`: one dequantized V row (Q8_0 cache).
@@ -48,6 +66,7 @@ impl Scratch {
         Scratch {
             scores: vec![0.0; n_ctx + 32],
             q16: vec![0.0; c.head_dim_k],
+            conv: vec![0.0; c.head_dim_k.max(CONV)],
             q8: vec![0u8; q8],
             vrow: vec![0.0; c.head_dim_v],
         }
@@ -60,7 +79,7 @@ impl Scratch {
         } else {
             0
         };
-        ((n_ctx + 32 + c.head_dim_k + c.head_dim_v) * 4 + q8) as u64
+        ((n_ctx + 32 + c.head_dim_k + c.head_dim_k.max(CONV) + c.head_dim_v) * 4 + q8) as u64
     }
 }
 
@@ -145,23 +164,24 @@ impl Attn<'_> {
         // Visible positions lo..=p: scores[pos - a0].
         let vis = &mut scores[lo - a0..p + 1 - a0];
         let slot = |pos: usize| pos % cap;
-        let krow = |pos: usize| (kvh * cap + slot(pos)) * dk;
+        let krow_at = |pos: usize| (kvh * cap + slot(pos)) * dk;
 
         // Scores K·q.
         match &self.layer.k {
             KvBuf::F32(kb) => {
                 for (j, sc) in vis.iter_mut().enumerate() {
-                    let r = krow(lo + j);
+                    let r = krow_at(lo + j);
                     *sc = fdot::dot_vecdot(q, &kb[r..r + dk]);
                 }
             }
             KvBuf::F16(kb) => {
-                for (r, &x) in s.q16.iter_mut().zip(q) {
-                    *r = f16::from_f32(x).to_f32();
-                }
+                s.q16.copy_from_slice(q);
+                round_f16(&mut s.q16);
+                let krow = &mut s.conv[..dk];
                 for (j, sc) in vis.iter_mut().enumerate() {
-                    let r = krow(lo + j);
-                    *sc = fdot::dot_vecdot_f16(&s.q16, &kb[r..r + dk]);
+                    let r = krow_at(lo + j);
+                    f16conv::f16_to_f32_row(bytemuck::cast_slice(&kb[r..r + dk]), krow);
+                    *sc = fdot::dot_vecdot(&s.q16, krow);
                 }
             }
             KvBuf::Q8(kb) => {
@@ -209,19 +229,21 @@ impl Attn<'_> {
             }
             KvBuf::F16(vb) => {
                 // ggml converts p to the cache type (f16) for the product.
-                for x in probs.iter_mut() {
-                    *x = f16::from_f32(*x).to_f32();
-                }
+                round_f16(probs);
                 for (d, o) in out.iter_mut().enumerate() {
                     let row = &vb[(kvh * dv + d) * cap..(kvh * dv + d + 1) * cap];
                     let mut lanes = [0f32; 16];
-                    fdot::dot_lanes_f16(&probs[..n1], &row[s0..s0 + n1], lo, &mut lanes);
-                    fdot::dot_lanes_f16(
-                        &probs[n1..],
-                        &row[..probs.len() - n1],
-                        lo + n1,
-                        &mut lanes,
-                    );
+                    // Positions lo..=p: slots s0..s0+n1, then 0.. after a wrap.
+                    for (seg, first, pr) in [
+                        (&row[s0..s0 + n1], lo, &probs[..n1]),
+                        (&row[..probs.len() - n1], lo + n1, &probs[n1..]),
+                    ] {
+                        for (i, (vc, pc)) in seg.chunks(CONV).zip(pr.chunks(CONV)).enumerate() {
+                            let v32 = &mut s.conv[..vc.len()];
+                            f16conv::f16_to_f32_row(bytemuck::cast_slice(vc), v32);
+                            fdot::dot_lanes(pc, v32, first + i * CONV, &mut lanes);
+                        }
+                    }
                     *o = fdot::reduce(&lanes);
                 }
             }

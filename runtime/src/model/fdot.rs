@@ -14,11 +14,12 @@
 //! some 8-bit activation later on, which moves quantized models' logits by
 //! ~0.3; with these orders they match llama.cpp to ~1e-5.
 //!
-//! The code is portable (`f32::mul_add`); on x86-64 the same code is compiled a
-//! second time with FMA enabled and picked at run time (identical results:
-//! a fused multiply-add is exactly rounded either way, only faster).
+//! The code is portable (`f32::mul_add`, vectorized by the compiler: on
+//! aarch64 FMA is baseline); on x86-64 the same code is compiled a second time
+//! with AVX2+FMA enabled and picked at run time (identical results: a fused
+//! multiply-add is exactly rounded either way, only faster). F16 caches
+//! convert rows to f32 first (exact), so one f32 version serves both.
 
-use half::f16;
 use std::sync::OnceLock;
 
 /// Halving sum of 16 lanes: `l[i] + l[i+8]`, `+4`, `+2`, `+1`
@@ -34,32 +35,15 @@ fn tree16(l: &[f32; 16]) -> f32 {
     t2[0] + t2[1]
 }
 
-/// An element type a dot product reads as f32.
-pub(crate) trait AsF32: Copy {
-    fn f(self) -> f32;
-}
-impl AsF32 for f32 {
-    #[inline(always)]
-    fn f(self) -> f32 {
-        self
-    }
-}
-impl AsF32 for f16 {
-    #[inline(always)]
-    fn f(self) -> f32 {
-        self.to_f32()
-    }
-}
-
 #[inline(always)]
-fn vecdot_body<T: AsF32>(a: &[f32], b: &[T]) -> f32 {
+fn vecdot_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let np = n / 64 * 64;
     let mut acc = [[0f32; 16]; 4];
     for (ca, cb) in a[..np].chunks_exact(64).zip(b[..np].chunks_exact(64)) {
         for (j, acc) in acc.iter_mut().enumerate() {
             for k in 0..16 {
-                acc[k] = ca[j * 16 + k].mul_add(cb[j * 16 + k].f(), acc[k]);
+                acc[k] = ca[j * 16 + k].mul_add(cb[j * 16 + k], acc[k]);
             }
         }
     }
@@ -69,102 +53,78 @@ fn vecdot_body<T: AsF32>(a: &[f32], b: &[T]) -> f32 {
     }
     let mut s = tree16(&r);
     for i in np..n {
-        s = a[i].mul_add(b[i].f(), s);
+        s = a[i].mul_add(b[i], s);
     }
     s
 }
 
 /// Accumulates `a[i]·b[i]` into `lanes[(first + i) % 16]`.
 #[inline(always)]
-fn lanes_body<T: AsF32>(a: &[f32], b: &[T], first: usize, lanes: &mut [f32; 16]) {
+fn lanes_body(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; 16]) {
     let n = a.len().min(b.len());
     // Head: up to the next lane-0 boundary.
     let head = ((16 - first % 16) % 16).min(n);
     for i in 0..head {
         let k = (first + i) % 16;
-        lanes[k] = a[i].mul_add(b[i].f(), lanes[k]);
+        lanes[k] = a[i].mul_add(b[i], lanes[k]);
     }
     let (a, b) = (&a[head..n], &b[head..n]);
     let full = a.len() / 16 * 16;
     for (ca, cb) in a[..full].chunks_exact(16).zip(b[..full].chunks_exact(16)) {
         for k in 0..16 {
-            lanes[k] = ca[k].mul_add(cb[k].f(), lanes[k]);
+            lanes[k] = ca[k].mul_add(cb[k], lanes[k]);
         }
     }
     for i in full..a.len() {
         let k = i - full;
-        lanes[k] = a[i].mul_add(b[i].f(), lanes[k]);
+        lanes[k] = a[i].mul_add(b[i], lanes[k]);
     }
 }
 
-type VecDotFn<T> = fn(&[f32], &[T]) -> f32;
-type LanesFn<T> = fn(&[f32], &[T], usize, &mut [f32; 16]);
+type VecDotFn = fn(&[f32], &[f32]) -> f32;
+type LanesFn = fn(&[f32], &[f32], usize, &mut [f32; 16]);
 
 struct Table {
-    vecdot_f32: VecDotFn<f32>,
-    vecdot_f16: VecDotFn<f16>,
-    lanes_f32: LanesFn<f32>,
-    lanes_f16: LanesFn<f16>,
+    vecdot: VecDotFn,
+    lanes: LanesFn,
 }
 
 fn portable() -> Table {
     Table {
-        vecdot_f32: vecdot_body::<f32>,
-        vecdot_f16: vecdot_body::<f16>,
-        lanes_f32: lanes_body::<f32>,
-        lanes_f16: lanes_body::<f16>,
+        vecdot: vecdot_body,
+        lanes: lanes_body,
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod fma {
-    use super::{f16, lanes_body, vecdot_body};
+    use super::{lanes_body, vecdot_body};
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn vecdot_f32(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn vecdot(a: &[f32], b: &[f32]) -> f32 {
         vecdot_body(a, b)
     }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn vecdot_f16(a: &[f32], b: &[f16]) -> f32 {
-        vecdot_body(a, b)
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lanes_f32(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
-        lanes_body(a, b, first, l)
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lanes_f16(a: &[f32], b: &[f16], first: usize, l: &mut [f32; 16]) {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lanes(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
         lanes_body(a, b, first, l)
     }
 
-    // SAFETY (all four wrappers): installed by `table()` only after
-    // `is_x86_feature_detected!` confirmed avx2, fma and f16c on this CPU.
-    fn w_vecdot_f32(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: see above.
-        unsafe { vecdot_f32(a, b) }
+    fn w_vecdot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
+        // confirmed avx2 and fma on this CPU.
+        unsafe { vecdot(a, b) }
     }
-    fn w_vecdot_f16(a: &[f32], b: &[f16]) -> f32 {
-        // SAFETY: see above.
-        unsafe { vecdot_f16(a, b) }
-    }
-    fn w_lanes_f32(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
-        // SAFETY: see above.
-        unsafe { lanes_f32(a, b, first, l) }
-    }
-    fn w_lanes_f16(a: &[f32], b: &[f16], first: usize, l: &mut [f32; 16]) {
-        // SAFETY: see above.
-        unsafe { lanes_f16(a, b, first, l) }
+    fn w_lanes(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
+        // SAFETY: as for `w_vecdot`.
+        unsafe { lanes(a, b, first, l) }
     }
 
     pub(super) fn table() -> Option<super::Table> {
         let ok = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c");
+            && std::arch::is_x86_feature_detected!("fma");
         ok.then_some(super::Table {
-            vecdot_f32: w_vecdot_f32,
-            vecdot_f16: w_vecdot_f16,
-            lanes_f32: w_lanes_f32,
-            lanes_f16: w_lanes_f16,
+            vecdot: w_vecdot,
+            lanes: w_lanes,
         })
     }
 }
@@ -180,28 +140,17 @@ fn table() -> &'static Table {
     })
 }
 
-/// `Σ a[i]·b[i]` in `ggml_vec_dot_f32`'s order (`K·q`).
+/// `Σ a[i]·b[i]` in `ggml_vec_dot_f32`'s order (`K·q`; with an F16 cache,
+/// `ggml_vec_dot_f16` has the same order over the f16 values as f32).
 #[inline]
 pub(crate) fn dot_vecdot(a: &[f32], b: &[f32]) -> f32 {
-    (table().vecdot_f32)(a, b)
-}
-
-/// `Σ a[i]·b[i]` in `ggml_vec_dot_f16`'s order, `a` already rounded to f16.
-#[inline]
-pub(crate) fn dot_vecdot_f16(a: &[f32], b: &[f16]) -> f32 {
-    (table().vecdot_f16)(a, b)
+    (table().vecdot)(a, b)
 }
 
 /// Adds `a[i]·b[i]` to `lanes[(first + i) % 16]` (tinyBLAS order; finish with [`reduce`]).
 #[inline]
 pub(crate) fn dot_lanes(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; 16]) {
-    (table().lanes_f32)(a, b, first, lanes)
-}
-
-/// [`dot_lanes`] over an f16 row.
-#[inline]
-pub(crate) fn dot_lanes_f16(a: &[f32], b: &[f16], first: usize, lanes: &mut [f32; 16]) {
-    (table().lanes_f16)(a, b, first, lanes)
+    (table().lanes)(a, b, first, lanes)
 }
 
 /// The final halving sum of [`dot_lanes`].
@@ -232,22 +181,11 @@ mod tests {
         let p = portable();
         for n in [1, 15, 16, 17, 64, 100, 256, 333] {
             let (a, b) = (data(n, 1), data(n, 2));
-            let bh: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
-            assert_eq!(
-                dot_vecdot(&a, &b).to_bits(),
-                (p.vecdot_f32)(&a, &b).to_bits()
-            );
-            assert_eq!(
-                dot_vecdot_f16(&a, &bh).to_bits(),
-                (p.vecdot_f16)(&a, &bh).to_bits()
-            );
+            assert_eq!(dot_vecdot(&a, &b).to_bits(), (p.vecdot)(&a, &b).to_bits());
             for first in [0, 3, 16, 21] {
                 let (mut l1, mut l2) = ([0f32; 16], [0f32; 16]);
                 dot_lanes(&a, &b, first, &mut l1);
-                (p.lanes_f32)(&a, &b, first, &mut l2);
-                assert_eq!(l1, l2);
-                dot_lanes_f16(&a, &bh, first, &mut l1);
-                (p.lanes_f16)(&a, &bh, first, &mut l2);
+                (p.lanes)(&a, &b, first, &mut l2);
                 assert_eq!(l1, l2);
             }
         }

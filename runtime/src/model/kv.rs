@@ -14,6 +14,7 @@
 //! layer keeps `window + n_batch - 1` and reuses slots as a ring.
 
 use half::f16;
+use pistil_kernels::f16conv;
 use pistil_kernels::{GgmlType, Kernels};
 
 pub use crate::plan::KvType;
@@ -102,11 +103,10 @@ impl KvCache {
             let row = h * cap + slot;
             match &mut l.k {
                 KvBuf::F32(b) => b[row * hk..(row + 1) * hk].copy_from_slice(ks),
-                KvBuf::F16(b) => {
-                    for (d, &s) in b[row * hk..(row + 1) * hk].iter_mut().zip(ks) {
-                        *d = f16::from_f32(s);
-                    }
-                }
+                KvBuf::F16(b) => f16conv::f32_to_f16_row(
+                    ks,
+                    bytemuck::cast_slice_mut(&mut b[row * hk..(row + 1) * hk]),
+                ),
                 KvBuf::Q8(b) => {
                     let rb = row_bytes(ty, hk).unwrap_or(0);
                     if let Some(q) = q8 {
