@@ -36,6 +36,8 @@ enum Command {
     Wyoming(cmd::wyoming::Args),
     /// Answer prompts that arrive over MQTT, publishing the replies.
     Mqtt(cmd::mqtt::Args),
+    /// Run pistil on boot: write a systemd unit with MemoryMax from the board profile.
+    InstallService(cmd::service::Args),
     /// Show what a GGUF file holds and the memory a run needs.
     Inspect(cmd::inspect::Args),
     /// Download a model from the catalog into the model cache.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Wyoming(a) => cmd::wyoming::run(a),
         Command::Mqtt(a) => cmd::mqtt::run(a),
+        Command::InstallService(a) => cmd::service::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),

@@ -10,5 +10,6 @@ pub mod perplexity;
 pub mod pull;
 pub mod run;
 pub mod serve;
+pub mod service;
 pub mod tokenize;
 pub mod wyoming;
