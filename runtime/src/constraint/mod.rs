@@ -519,4 +519,70 @@ mod tests {
             c.accept(id).unwrap();
         }
     }
+
+    /// The real R1-Qwen (152k), Llama 3 (128k) and Gemma 3 (262k)
+    /// vocabularies: noise still parses, and the mask cost per token.
+    #[test]
+    fn real_vocabularies() {
+        if std::env::var_os("PISTIL_UNDER_QEMU").is_some_and(|v| v == "1") {
+            return;
+        }
+        use crate::gguf::{Gguf, LoadMode};
+        use crate::tokenizer::Tokenizer;
+        let doc: Json = serde_json::from_str(
+            r#"{"type":"object","properties":{"name":{"type":"string","maxLength":20},
+               "age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array",
+               "items":{"type":"string"},"maxItems":3}},"required":["name","age"]}"#,
+        )
+        .unwrap();
+        let schema = Arc::new(JsonSchema::compile(&doc).unwrap());
+        for f in ["deepseek-r1-qwen", "llama-bpe", "gemma3"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../tests/fixtures/tokenizer/{f}.vocab.gguf"));
+            let gguf = Gguf::open(&path, LoadMode::Mmap).unwrap();
+            let tok = Tokenizer::from_gguf(&gguf).unwrap();
+            let t0 = std::time::Instant::now();
+            let table = Arc::new(TokenTable::from_tokenizer(&tok));
+            let build = t0.elapsed();
+            let (mut masks, mut mask_time) = (0u32, std::time::Duration::ZERO);
+            for seed in 1..=3u64 {
+                let budget = 60;
+                let mut c = JsonConstraint::new(schema.clone(), table.clone(), budget).unwrap();
+                let mut rng = Rng(seed * 0x9E37_79B9);
+                let mut out = Vec::new();
+                let mut logits = vec![0f32; tok.n_vocab()];
+                for _ in 0..budget {
+                    if c.is_finished() {
+                        break;
+                    }
+                    for l in logits.iter_mut() {
+                        *l = (rng.next() % 1000) as f32;
+                    }
+                    let t = std::time::Instant::now();
+                    c.apply(&mut logits).unwrap();
+                    mask_time += t.elapsed();
+                    masks += 1;
+                    let best = (0..logits.len())
+                        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                        .unwrap() as u32;
+                    c.accept(best).unwrap();
+                    if table.is_eog(best) {
+                        break;
+                    }
+                    out.extend_from_slice(tok.token_to_piece(best).unwrap());
+                }
+                let text = String::from_utf8(out).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{f} seed {seed}: {e}: {text:?}"));
+                assert!((0..=120).contains(&v["age"].as_i64().unwrap()), "{text}");
+            }
+            eprintln!(
+                "{f}: {} tokens, table built in {:.1} ms ({} trie nodes), mask {:.2} ms/token",
+                tok.n_vocab(),
+                build.as_secs_f64() * 1e3,
+                table.trie_byte.len(),
+                mask_time.as_secs_f64() * 1e3 / f64::from(masks.max(1))
+            );
+        }
+    }
 }
