@@ -130,15 +130,17 @@ impl Env {
                 let _ = tx.send(line);
             }
         });
+        // Owned by a Service from here: a panic below kills and reaps it.
+        let svc = Service { child, log: rx };
         let mut log = String::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match svc.log.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
                     log.push_str(&line);
                     log.push('\n');
                     if line.contains(ready) {
-                        return Service { child, log: rx };
+                        return svc;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
