@@ -21,6 +21,9 @@
 //!   waking from a park then costs nothing, instead of stalling the whole job.
 //! - A panic in any thread is caught, the other threads finish the job, and the
 //!   panic is re-raised in the caller: the pool never deadlocks and stays usable.
+//! - [`ThreadPool::set_active_threads`] lowers (or restores) how many of the
+//!   threads take part, without stopping any: the thermal governor drops a
+//!   thread under sustained throttling. Inactive workers park without spinning.
 //! - A pool of one thread runs the closure inline. A `run` issued while the pool
 //!   is already busy (from inside a job, or from another thread) also runs
 //!   inline, single-threaded, rather than deadlock.
@@ -68,6 +71,10 @@ const RUNNING: u8 = 2;
 
 struct Shared {
     n_threads: usize,
+    /// Threads that take part in the next job (1..=n_threads).
+    active: AtomicUsize,
+    /// `nth` of the current job, published with the PENDING slots.
+    job_nth: AtomicUsize,
     spin: u32,
     /// Bumped once per job (and once at shutdown); workers wait for it to change.
     generation: AtomicU64,
@@ -128,6 +135,8 @@ impl ThreadPool {
         }
         let shared = Arc::new(Shared {
             n_threads,
+            active: AtomicUsize::new(n_threads),
+            job_nth: AtomicUsize::new(n_threads),
             spin,
             generation: AtomicU64::new(0),
             job: UnsafeCell::new(None),
@@ -164,6 +173,20 @@ impl ThreadPool {
         self.shared.spin
     }
 
+    /// Threads that take part in each job (the caller included).
+    pub fn active_threads(&self) -> usize {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// Uses only `n` threads (clamped to `1..=n_threads`) from the next job on;
+    /// the others park. Returns the count now in effect. Jobs see the new
+    /// count as their `nth`, so work splits evenly over the active threads.
+    pub fn set_active_threads(&self, n: usize) -> usize {
+        let n = n.clamp(1, self.shared.n_threads);
+        self.shared.active.store(n, Ordering::Relaxed);
+        n
+    }
+
     /// Runs `f(ith, nth)` on every thread of the pool (the caller is `ith == 0`)
     /// and returns when all calls have returned. If any call panics, the others
     /// still complete and the first panic is resumed here.
@@ -172,7 +195,7 @@ impl ThreadPool {
     /// running a job (a nested or concurrent `run`).
     pub fn run(&self, f: Job<'_>) {
         let s = &*self.shared;
-        if s.n_threads == 1
+        if s.active.load(Ordering::Relaxed) <= 1
             || s.busy
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -180,7 +203,8 @@ impl ThreadPool {
             f(0, 1);
             return;
         }
-        let nth = s.n_threads;
+        // Read once under `busy`: a concurrent set_active_threads applies to the next job.
+        let nth = s.active.load(Ordering::Relaxed).min(s.n_threads);
 
         // SAFETY: this erases the lifetime of the borrowed closure so that the
         // workers can see it through `Shared`. It is sound because a worker only
@@ -200,11 +224,12 @@ impl ThreadPool {
         unsafe { *s.job.get() = Some(erased) };
         *s.caller.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread::current());
         s.remaining.store(nth - 1, Ordering::Relaxed);
-        for slot in s.slots.iter() {
+        s.job_nth.store(nth, Ordering::Relaxed);
+        for slot in &s.slots[..nth - 1] {
             slot.store(PENDING, Ordering::Release);
         }
         s.generation.fetch_add(1, Ordering::SeqCst);
-        for (t, _) in &self.workers {
+        for (t, _) in &self.workers[..nth - 1] {
             // Cheap when the worker is spinning (an atomic swap), a futex wake when parked.
             t.unpark();
         }
@@ -213,7 +238,7 @@ impl ThreadPool {
 
         // Take over the shares of workers that have not started (descheduled, or
         // still waking up): run them here rather than wait for their thread.
-        for (i, slot) in s.slots.iter().enumerate() {
+        for (i, slot) in s.slots[..nth - 1].iter().enumerate() {
             if slot
                 .compare_exchange(PENDING, IDLE, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
@@ -273,7 +298,9 @@ fn worker_loop(s: &Shared, ith: usize) {
                 seen = g;
                 break;
             }
-            if spins < s.spin {
+            // A worker left out by set_active_threads parks at once: spinning
+            // would heat the core the governor is trying to rest.
+            if spins < s.spin && ith < s.active.load(Ordering::Relaxed) {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
@@ -301,7 +328,8 @@ fn worker_loop(s: &Shared, ith: usize) {
         if let Some(job) = job {
             // SAFETY: see `run`: the closure outlives this call.
             let f = unsafe { &*job };
-            run_share(s, f, ith, s.n_threads);
+            // Published before our slot's Release store to PENDING.
+            run_share(s, f, ith, s.job_nth.load(Ordering::Relaxed));
         }
         slot.store(IDLE, Ordering::Release);
         if s.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -374,6 +402,29 @@ mod tests {
                     for h in &hits {
                         assert_eq!(h.load(Ordering::Relaxed), round + 1);
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn active_threads_can_be_lowered_and_restored() {
+        let pool = ThreadPool::with_spin(4, 100).unwrap();
+        for (want, active) in [(4, 4), (2, 2), (1, 1), (0, 1), (9, 4), (3, 3)] {
+            assert_eq!(pool.set_active_threads(want), active);
+            assert_eq!(pool.active_threads(), active);
+            for _ in 0..50 {
+                let hits: Vec<AtomicU32> = (0..4).map(|_| AtomicU32::new(0)).collect();
+                pool.run(&|ith, nth| {
+                    assert_eq!(nth, active);
+                    hits[ith].fetch_add(1, Ordering::Relaxed);
+                });
+                for (i, h) in hits.iter().enumerate() {
+                    assert_eq!(
+                        h.load(Ordering::Relaxed),
+                        u32::from(i < active),
+                        "thread {i}"
+                    );
                 }
             }
         }

@@ -590,10 +590,8 @@ impl Engine {
     }
 
     /// A hook polled once per token for the number of compute threads to use
-    /// (the board's thermal governor).
-    ///
-    /// The model's thread pool has a fixed size today, so a lower count is
-    /// recorded ([`Engine::threads_wanted`]) and logged once, not applied yet.
+    /// (the board's thermal governor). A change takes effect at the next
+    /// forward pass (the pool parks the threads left out) and is logged.
     pub fn set_thread_hook(&mut self, hook: Option<ThreadHook>) {
         self.thread_hook = hook;
     }
@@ -772,7 +770,7 @@ impl Engine {
                 }
             }
             if let Some(hook) = self.thread_hook.as_mut() {
-                poll_threads(hook, &mut self.threads_wanted, lm.model.n_threads());
+                poll_threads(hook, &mut self.threads_wanted, &lm.model);
             }
             if is_set(&self.interrupt) {
                 break DoneReason::Cancelled;
@@ -822,12 +820,14 @@ fn is_set(flag: &Option<Arc<AtomicBool>>) -> bool {
 }
 
 /// Asks the thread hook; logs a change (the pool size is fixed at load).
-fn poll_threads(hook: &mut ThreadHook, wanted: &mut usize, pool: usize) {
+fn poll_threads(hook: &mut ThreadHook, wanted: &mut usize, model: &Model) {
     let n = hook().max(1);
     if n != *wanted {
+        let now = model.set_active_threads(n);
         tracing::warn!(
-            "{n} compute thread(s) asked for (thermal); the model's pool keeps its {pool}: \
-             its size is fixed at load"
+            "compute threads: {} -> {now} (of {}), as the thermal governor asks",
+            *wanted,
+            model.n_threads()
         );
         *wanted = n;
     }
