@@ -1,7 +1,9 @@
 //! The README recipes (packaging/recipes/*.md), run as written: the `sh`
 //! blocks are taken from the files, with only these changes —
-//! - `gemma3:270m` is the tiny Gemma 3 fixture (tests/fixtures/models,
-//!   placed as `gemma3-270m.gguf` in a temporary `$PISTIL_MODELS`);
+//! - `deepseek-r1:1.5b` is the tiny R1-template fixture (tests/fixtures/
+//!   models/tiny-qwen2.q8_0.gguf: random weights, the real R1 chat template
+//!   and think tokens), placed as `deepseek-r1-1.5b.gguf` in a temporary
+//!   `$PISTIL_MODELS`;
 //! - ports are free loopback ports instead of 10800 / 1883 (the MQTT broker
 //!   is a Mosquitto the test starts);
 //! - the audio programs are faked: the recorder and whisper.cpp become an
@@ -58,14 +60,14 @@ struct Env {
 }
 
 impl Env {
-    /// A work dir with a model cache holding the tiny Gemma 3 as gemma3:270m.
+    /// A work dir with a model cache holding the tiny R1 model as deepseek-r1:1.5b.
     fn new(tag: &str) -> Env {
         let dir = std::env::temp_dir().join(format!("pistil-recipe-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("models")).unwrap();
         std::fs::copy(
-            repo().join("tests/fixtures/models/tiny-gemma3.q8_0.gguf"),
-            dir.join("models/gemma3-270m.gguf"),
+            repo().join("tests/fixtures/models/tiny-qwen2.q8_0.gguf"),
+            dir.join("models/deepseek-r1-1.5b.gguf"),
         )
         .unwrap();
         Env { dir }
@@ -292,7 +294,7 @@ fn mqtt_sensor_prompt() {
     let reply = ok(&env.run(&ask, 180), "the MQTT recipe");
     let v: Value = serde_json::from_str(reply.trim()).unwrap_or_else(|e| panic!("{reply:?}: {e}"));
     assert_eq!(v["id"], "kitchen-1");
-    assert_eq!(v["model"], "gemma3:270m");
+    assert_eq!(v["model"], "deepseek-r1:1.5b");
     let answer: Value = serde_json::from_str(v["response"].as_str().unwrap()).unwrap();
     assert_eq!(v["json"], answer);
     assert!(answer["fan_on"].is_boolean(), "{v}");
