@@ -24,6 +24,20 @@ pub type VecDotFn = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 /// `row_bytes` long, starting at `w[0]`. Implementations may process several
 /// rows at once to reuse the activation loads.
 pub type GemvFn = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]);
+/// Prompt-path product of `rows` weight rows (`row_bytes` apart from `w[0]`)
+/// with `n_tokens` activation rows (`act_stride` bytes apart from `a[0]`):
+/// `out(t, r0, v)` receives `v[i] = vec_dot(n, row r0 + i, token t)`, every
+/// (row, token) exactly once. Decodes each weight block once for all the tokens.
+pub type GemmFn = fn(
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    rows: usize,
+    a: &[u8],
+    act_stride: usize,
+    n_tokens: usize,
+    out: &mut dyn FnMut(usize, usize, &[f32]),
+);
 
 /// A family of kernel implementations, ordered from least to most demanding
 /// within each architecture.
@@ -220,7 +234,9 @@ pub struct ActKernels {
 pub enum DispatchError {
     #[error("PISTIL_KERNELS={0:?} is not a kernel path (expected one of: scalar, neon, dotprod, avx2, avx512)")]
     UnknownBackend(String),
-    #[error("kernel path {requested} was asked for, but this {arch} CPU cannot run it (it has: {have})")]
+    #[error(
+        "kernel path {requested} was asked for, but this {arch} CPU cannot run it (it has: {have})"
+    )]
     Unsupported {
         requested: Backend,
         arch: &'static str,
@@ -235,6 +251,7 @@ pub struct Kernels {
     pub features: CpuFeatures,
     weights: [Option<FormatKernels>; GGML_TYPE_COUNT],
     acts: [Option<ActKernels>; GGML_TYPE_COUNT],
+    gemms: [Option<GemmFn>; GGML_TYPE_COUNT],
 }
 
 impl fmt::Debug for Kernels {
@@ -261,7 +278,12 @@ impl Kernels {
                     }
                     _ => features.best(),
                 };
-                Kernels::for_backend_with(backend, features)
+                let mut k = Kernels::for_backend_with(backend, features)?;
+                // PISTIL_GEMM=0: prompts through the per-token gemv (for comparisons).
+                if std::env::var("PISTIL_GEMM").is_ok_and(|v| v.trim() == "0") {
+                    k.gemms = [None; GGML_TYPE_COUNT];
+                }
+                Ok(k)
             })
             .as_ref()
     }
@@ -299,11 +321,16 @@ impl Kernels {
             let k = select(backend);
             acts[k.act.id() as usize] = Some(k);
         }
+        let mut gemms = [None; GGML_TYPE_COUNT];
+        for k in weights.iter().flatten() {
+            gemms[k.weight.id() as usize] = crate::quants::gemm::gemm_for_type(k.weight, backend);
+        }
         Ok(Kernels {
             backend,
             features,
             weights,
             acts,
+            gemms,
         })
     }
 
@@ -317,6 +344,13 @@ impl Kernels {
     #[inline]
     pub fn act(&self, t: GgmlType) -> Option<&ActKernels> {
         self.acts[t.id() as usize].as_ref()
+    }
+
+    /// The prompt-path GEMM for weights of type `t`, if this backend has one
+    /// (otherwise a prompt multiplies through `gemv`, token by token).
+    #[inline]
+    pub fn gemm(&self, t: GgmlType) -> Option<GemmFn> {
+        self.gemms[t.id() as usize]
     }
 
     /// Every weight format in the table, in id order.
@@ -356,7 +390,12 @@ mod tests {
     fn picks_the_expected_backend() {
         if let Ok(expected) = std::env::var("PISTIL_EXPECT_BACKEND") {
             let best = CpuFeatures::detect().best();
-            assert_eq!(best.name(), expected.trim(), "features: {:?}", CpuFeatures::detect().names());
+            assert_eq!(
+                best.name(),
+                expected.trim(),
+                "features: {:?}",
+                CpuFeatures::detect().names()
+            );
             // The process-wide table follows the detection unless overridden.
             if std::env::var_os("PISTIL_KERNELS").is_none() {
                 assert_eq!(Kernels::get().backend, best);

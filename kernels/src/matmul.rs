@@ -17,7 +17,7 @@
 //!
 //! Nothing here allocates: the caller owns every buffer.
 
-use crate::dispatch::{FormatKernels, Kernels};
+use crate::dispatch::{FormatKernels, GemmFn, Kernels};
 use crate::pool::ThreadPool;
 use crate::types::GgmlType;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -341,6 +341,10 @@ fn matmul_tiled(
     if n_tokens == 1 {
         return matvec(pool, kernels, w, x_act, y);
     }
+    if let Some(gemm) = kernels.gemm(w.ty) {
+        matmul_gemm(pool, gemm, w, x_act, arb, n_tokens, y);
+        return Ok(());
+    }
     let tile = (tile_bytes / arb.max(1)).clamp(1, n_tokens.max(1));
     let out = OutPtr(y.as_mut_ptr());
     let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
@@ -365,6 +369,47 @@ fn matmul_tiled(
         });
     });
     Ok(())
+}
+
+/// [`matmul`] through the format's GEMM: threads claim row chunks and hand
+/// each whole chunk, with every token, to the GEMM, which writes its results
+/// into the chunk's columns of `y`.
+fn matmul_gemm(
+    pool: &ThreadPool,
+    gemm: GemmFn,
+    w: &QMatrix<'_>,
+    x_act: &[u8],
+    arb: usize,
+    n_tokens: usize,
+    y: &mut [f32],
+) {
+    let out = OutPtr(y.as_mut_ptr());
+    let (rows, cols, rb, data) = (w.rows, w.cols, w.row_bytes, w.data);
+    let chunk = chunk_rows(rows, pool.n_threads());
+    let next = AtomicUsize::new(0);
+    pool.run(&|_, _| {
+        for_each_chunk(rows, chunk, &next, |r0, r1| {
+            let mut sink = |t: usize, r: usize, v: &[f32]| {
+                assert!(
+                    t < n_tokens && r + v.len() <= r1 - r0,
+                    "gemm result out of range"
+                );
+                // SAFETY: rows r0..r1 are this thread's chunk (claimed by it alone),
+                // checked just above; y.len() == rows * n_tokens (checked by the caller).
+                unsafe { out.slice(t * rows + r0 + r, v.len()) }.copy_from_slice(v);
+            };
+            gemm(
+                cols,
+                &data[r0 * rb..r1 * rb],
+                rb,
+                r1 - r0,
+                x_act,
+                arb,
+                n_tokens,
+                &mut sink,
+            );
+        });
+    });
 }
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MatError> {

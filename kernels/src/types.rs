@@ -54,9 +54,18 @@ pub const GGML_TYPE_COUNT: usize = 40;
 pub const REMOVED_TYPE_IDS: &[(u32, &str)] = &[
     (4, "Q4_2 (removed from ggml in 2023)"),
     (5, "Q4_3 (removed from ggml in 2023)"),
-    (31, "Q4_0_4_4 (removed: ggml repacks Q4_0 at load time instead)"),
-    (32, "Q4_0_4_8 (removed: ggml repacks Q4_0 at load time instead)"),
-    (33, "Q4_0_8_8 (removed: ggml repacks Q4_0 at load time instead)"),
+    (
+        31,
+        "Q4_0_4_4 (removed: ggml repacks Q4_0 at load time instead)",
+    ),
+    (
+        32,
+        "Q4_0_4_8 (removed: ggml repacks Q4_0 at load time instead)",
+    ),
+    (
+        33,
+        "Q4_0_8_8 (removed: ggml repacks Q4_0 at load time instead)",
+    ),
     (36, "IQ4_NL_4_4 (removed)"),
     (37, "IQ4_NL_4_8 (removed)"),
     (38, "IQ4_NL_8_8 (removed)"),
@@ -232,7 +241,9 @@ mod tests {
         for &(id, _) in REMOVED_TYPE_IDS {
             assert_eq!(GgmlType::from_id(id), None);
         }
-        assert!(GgmlType::ALL.iter().all(|t| (t.id() as usize) < GGML_TYPE_COUNT));
+        assert!(GgmlType::ALL
+            .iter()
+            .all(|t| (t.id() as usize) < GGML_TYPE_COUNT));
     }
 
     #[test]

@@ -11,19 +11,20 @@ use crate::dispatch::{ActKernels, Backend, FormatKernels};
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub(crate) mod gemm;
 pub mod iq4_nl;
 pub mod iq4_xs;
-pub mod q4_0;
-pub mod q4_1;
-pub mod q5_0;
-pub mod q5_1;
-pub mod q8_0;
-pub mod q8_1;
 pub mod q2_k;
 pub mod q3_k;
+pub mod q4_0;
+pub mod q4_1;
 pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
 pub mod q5_k;
 pub mod q6_k;
+pub mod q8_0;
+pub mod q8_1;
 pub mod q8_k;
 
 /// Weight formats pistil computes with, in GGUF id order.
@@ -63,7 +64,13 @@ pub(crate) trait VecDot {
 
 /// `out[r] = K::vec_dot(n, row r, a)`: the plain row loop, for formats whose
 /// SIMD code has no multi-row kernel.
-pub(crate) fn gemv_rows<K: VecDot>(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+pub(crate) fn gemv_rows<K: VecDot>(
+    n: usize,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    out: &mut [f32],
+) {
     for (r, o) in out.iter_mut().enumerate() {
         *o = K::vec_dot(n, &w[r * row_bytes..(r + 1) * row_bytes], a);
     }

@@ -39,7 +39,7 @@ const ACT_BYTES: usize = std::mem::size_of::<BlockQ8_0>();
 
 /// The 5-bit quants `0..32` of a block, in element order.
 #[inline(always)]
-fn unpack(b: &BlockQ5_0) -> [i32; QK5_0] {
+pub(crate) fn unpack(b: &BlockQ5_0) -> [i32; QK5_0] {
     let qh = u32::from_le_bytes(b.qh);
     let mut q = [0i32; QK5_0];
     for j in 0..QK5_0 / 2 {

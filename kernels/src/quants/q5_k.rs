@@ -41,7 +41,7 @@ const QS: usize = 48;
 
 /// The 256 quants of a block, 0..=31, in weight order.
 #[inline]
-fn unpack(b: &BlockQ5_K) -> [u8; QK_K] {
+pub(crate) fn unpack(b: &BlockQ5_K) -> [u8; QK_K] {
     let mut q = [0u8; QK_K];
     for (c, ql) in b.qs.chunks_exact(32).enumerate() {
         for l in 0..32 {

@@ -46,7 +46,7 @@ const D: usize = 208;
 
 /// The 256 quants of a block, 0..=63, in weight order.
 #[inline]
-fn unpack(b: &BlockQ6_K) -> [u8; QK_K] {
+pub(crate) fn unpack(b: &BlockQ6_K) -> [u8; QK_K] {
     let mut q = [0u8; QK_K];
     for h in 0..2 {
         let (ql, qh) = (&b.ql[64 * h..64 * h + 64], &b.qh[32 * h..32 * h + 32]);
