@@ -23,7 +23,10 @@ fn models_dir() -> PathBuf {
         return PathBuf::from(d).join("pistil").join("models");
     }
     let home = std::env::var_os("HOME").unwrap_or_default();
-    PathBuf::from(home).join(".cache").join("pistil").join("models")
+    PathBuf::from(home)
+        .join(".cache")
+        .join("pistil")
+        .join("models")
 }
 
 /// Path of a real model from the catalog (e.g. `gemma3:270m`) in the model cache.

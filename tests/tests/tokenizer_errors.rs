@@ -210,8 +210,14 @@ fn sentencepiece_without_byte_tokens() {
     assert!(e.contains("byte-fallback") && e.contains("<0xC3>"), "{e}");
     // add_space_prefix: llama_detokenize drops the first token's leading
     // space, only when that token comes first (not after BOS).
-    assert_eq!(tok.decode(&[3, 3], DecodeOptions::default()).unwrap(), "a a");
-    assert_eq!(tok.decode(&[1, 3, 3], DecodeOptions::default()).unwrap(), " a a");
+    assert_eq!(
+        tok.decode(&[3, 3], DecodeOptions::default()).unwrap(),
+        "a a"
+    );
+    assert_eq!(
+        tok.decode(&[1, 3, 3], DecodeOptions::default()).unwrap(),
+        " a a"
+    );
 }
 
 /// Deterministic xorshift for the random-text tests.

@@ -1,5 +1,7 @@
 //! `pistil bench`: llama-bench's table and JSON fields, on a tiny model.
 
+mod pistil_bin;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -12,14 +14,15 @@ fn model(name: &str) -> String {
 }
 
 fn pistil(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_pistil"))
+    let o = pistil_bin::pistil_command()
         .args(args)
         .env("PISTIL_BOARD", "generic-x86_64")
         .output()
         .expect("run pistil");
     assert!(
         o.status.success(),
-        "stderr: {}",
+        "{:?}; stderr: {}",
+        o.status,
         String::from_utf8_lossy(&o.stderr)
     );
     o

@@ -1,5 +1,7 @@
 //! `pistil board` end to end, on recorded system trees.
 
+mod pistil_bin;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -11,7 +13,7 @@ fn testdata(tree: &str) -> PathBuf {
 }
 
 fn pistil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pistil"))
+    pistil_bin::pistil_command()
         .args(args)
         // Isolate from the developer's own profiles and overrides.
         .env("XDG_CONFIG_HOME", "/nonexistent-pistil-test-config")
@@ -58,6 +60,12 @@ fn pi5_8gb_json() {
     assert!(k["backend"].is_string(), "{k}");
     assert!(k["features"].is_array(), "{k}");
     assert!(k["formats"].is_object(), "{k}");
+    // Under qemu (`cargo xtask test`), the one aarch64 binary must pick the
+    // kernel family of the emulated CPU: neon on the A53/A72, dotprod on the A76.
+    if let Ok(expected) = std::env::var("PISTIL_EXPECT_BACKEND") {
+        assert_eq!(k["backend"], expected.as_str(), "{k}");
+        assert_eq!(k["formats"]["q4_K"], expected.as_str(), "{k}");
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `pistil chat` with piped standard input (headless): one turn per line,
 //! the conversation kept in the KV cache, `/clear` and `/bye`.
 
+mod pistil_bin;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -26,7 +28,7 @@ fn chat(model_name: &str, input: &str, extra: &[&str]) -> Output {
         "--verbose",
     ];
     args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistil"))
+    let mut child = pistil_bin::pistil_command()
         .args(&args)
         .env("PISTIL_BOARD", "generic-x86_64")
         .env("TERM", "dumb")

@@ -2,6 +2,8 @@
 //! and without the network: `--list`, unknown names, up-to-date models, an
 //! unreachable host, a failing pip.
 
+mod pistil_bin;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -14,7 +16,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// `pistil ARGS` with the model cache in `models`, no proxy from the outside.
 fn pistil(models: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pistil"));
+    let mut c = pistil_bin::pistil_command();
     c.args(args).env("PISTIL_MODELS", models);
     for k in [
         "ALL_PROXY",

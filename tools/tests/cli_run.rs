@@ -1,5 +1,7 @@
 //! `pistil run` end to end on the tiny fixture models (tests/fixtures/models).
 
+mod pistil_bin;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -12,7 +14,7 @@ fn model(name: &str) -> String {
 }
 
 fn pistil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pistil"))
+    pistil_bin::pistil_command()
         .args(args)
         .env("PISTIL_BOARD", "generic-x86_64")
         .env_remove("RUST_LOG")

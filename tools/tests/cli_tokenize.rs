@@ -1,6 +1,8 @@
 //! `pistil tokenize` end to end on the vocab-only GGUFs in
 //! `tests/fixtures/tokenizer/` (ids from llama.cpp, see that folder's README).
 
+mod pistil_bin;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -14,7 +16,7 @@ fn vocab(name: &str) -> String {
 }
 
 fn pistil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pistil"))
+    pistil_bin::pistil_command()
         .args(args)
         .output()
         .expect("run pistil")
@@ -89,7 +91,7 @@ fn pieces_and_stdin() {
         .collect();
     assert_eq!(String::from_utf8(bytes).unwrap(), " 😀");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistil"))
+    let mut child = pistil_bin::pistil_command()
         .args(["tokenize", "-m", &m, "--stdin", "--no-bos"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2,6 +2,7 @@
 //! models (tiny random fixtures, and the cached gemma3:270m when present),
 //! talked to over HTTP. Skipped under qemu (`PISTIL_UNDER_QEMU=1`).
 
+mod pistil_bin;
 mod serve_support;
 
 use serde_json::{json, Value};

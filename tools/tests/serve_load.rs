@@ -8,6 +8,7 @@
 //! Ignored by default: it takes minutes on a loaded 2-core machine (run it
 //! with `cargo test -p pistil --test serve_load -- --ignored --nocapture`).
 
+mod pistil_bin;
 mod serve_support;
 
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,7 @@
 //! (`pip install -r tests/python/requirements.txt`); without them this test
 //! fails and says so. Skipped under qemu (`PISTIL_UNDER_QEMU=1`).
 
+mod pistil_bin;
 mod serve_support;
 
 use std::path::PathBuf;

@@ -60,7 +60,7 @@ pub fn start(args: &[&str]) -> Server {
 /// Same, with extra environment variables.
 pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pistil"));
+    let mut cmd = crate::pistil_bin::pistil_command();
     cmd.arg("serve")
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(args)
