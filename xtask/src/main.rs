@@ -136,7 +136,14 @@ fn test(args: &[String]) -> Result<()> {
         r.run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]));
         r.run(
             "clippy x86-64",
-            cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
         );
         r.run(
             "clippy aarch64",
@@ -153,7 +160,11 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
 
-    r.run("tests x86-64", cargo().args(["test", "--workspace"]));
+    // --no-fail-fast: one red test binary must not hide the others' results.
+    r.run(
+        "tests x86-64",
+        cargo().args(["test", "--workspace", "--no-fail-fast"]),
+    );
 
     if !no_qemu {
         // Build the aarch64 test binaries once; each CPU model then runs them.
@@ -167,7 +178,7 @@ fn test(args: &[String]) -> Result<()> {
                     continue;
                 }
                 let mut cmd = cargo();
-                cmd.args(["test", "--workspace", "--target", AARCH64])
+                cmd.args(["test", "--workspace", "--no-fail-fast", "--target", AARCH64])
                     .env("QEMU_CPU", cpu)
                     .env("PISTIL_EXPECT_BACKEND", backend)
                     // Emulation is 10-50x slower: the long randomized tests run
@@ -247,6 +258,12 @@ fn setup() -> Result<()> {
     if !have("qemu-aarch64") {
         missing.push("qemu-user");
     }
+    if !have("mosquitto") && !Path::new("/usr/sbin/mosquitto").exists() {
+        missing.push("mosquitto");
+    }
+    if !have("python3") {
+        missing.extend(["python3", "python3-pip"]);
+    }
     if !missing.is_empty() {
         eprintln!("==> installing Debian packages: {}", missing.join(" "));
         if !have("apt-get") {
@@ -255,7 +272,10 @@ fn setup() -> Result<()> {
                 missing.join(", ")
             );
         }
-        check(as_root(&["apt-get", "update", "-qq"]).status(), "apt-get update")?;
+        check(
+            as_root(&["apt-get", "update", "-qq"]).status(),
+            "apt-get update",
+        )?;
         let mut args = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
         args.extend(missing.iter().copied());
         check(as_root(&args).status(), "apt-get install")?;
@@ -279,8 +299,56 @@ fn setup() -> Result<()> {
         )?;
     }
 
+    python_clients()?;
     pull_test_models()?;
     Ok(())
+}
+
+/// The real Python clients the server and Wyoming tests drive (openai, ollama,
+/// wyoming, pytest), installed with the machine's pip when missing.
+fn python_clients() -> Result<()> {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import openai, ollama, pytest, pydantic, httpx, wyoming",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if probe.map(|s| s.success()).unwrap_or(false) {
+        return Ok(());
+    }
+    eprintln!("==> pip install -r tests/python/requirements.txt");
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+        "tests/python/requirements.txt",
+    ]);
+    if let Ok(s) = cmd.status() {
+        if s.success() {
+            return Ok(());
+        }
+    }
+    // Debian's own Python refuses system-wide installs (PEP 668) unless told.
+    check(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--break-system-packages",
+                "-r",
+                "tests/python/requirements.txt",
+            ])
+            .status(),
+        "pip install -r tests/python/requirements.txt",
+    )
 }
 
 /// The real model the suite tests against (fetched once into the model cache).
