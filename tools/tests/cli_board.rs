@@ -4,7 +4,7 @@ mod pistil_bin;
 
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn testdata(tree: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
