@@ -279,8 +279,13 @@ impl Kernels {
                     _ => features.best(),
                 };
                 let mut k = Kernels::for_backend_with(backend, features)?;
-                // PISTIL_GEMM=0: prompts through the per-token gemv (for comparisons).
-                if std::env::var("PISTIL_GEMM").is_ok_and(|v| v.trim() == "0") {
+                // The prompt-path GEMMs are opt-in (PISTIL_GEMM=1): their f32
+                // accumulation order differs from the formats' vec_dot, so a batch
+                // would not give the same logits as token-by-token decoding within
+                // llama.cpp's own batched-vs-single tolerance (≤ 1e-5); through the
+                // rounding of the next layer's activation quantization the logits of
+                // quantized models move by up to ~0.6. See docs/PERFORMANCE.md.
+                if !std::env::var("PISTIL_GEMM").is_ok_and(|v| v.trim() == "1") {
                     k.gemms = [None; GGML_TYPE_COUNT];
                 }
                 Ok(k)

@@ -485,7 +485,6 @@ fn run(
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_kernels {
     ($m:ident, $feat:literal, $vnni:expr) => {
-        #[allow(clippy::incompatible_msrv)]
         pub(crate) mod $m {
             use super::{bl, kl, pl, RG, RI, RW, TT};
             use core::arch::x86_64::*;

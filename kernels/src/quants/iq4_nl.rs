@@ -162,9 +162,6 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
-// workspace `rust-version` still says 1.85.
-#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::{ACT_BYTES, BLOCK_BYTES, KVALUES_IQ4NL};
     use crate::quants::q8_0::avx2::nibbles_32;

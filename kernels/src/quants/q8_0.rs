@@ -462,9 +462,6 @@ pub(crate) mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-// AVX-512 intrinsics (the avx512 driver) are stable since Rust 1.89; the toolchain
-// is 1.95 while the workspace `rust-version` still says 1.85.
-#[allow(clippy::incompatible_msrv)]
 pub(crate) mod x86 {
     //! The multi-row block loop shared by every 32-element format's x86 kernels.
     //!
@@ -736,9 +733,6 @@ pub(crate) mod x86 {
 }
 
 #[cfg(target_arch = "x86_64")]
-// AVX-512 intrinsics are stable since Rust 1.89; the toolchain is 1.95 while the
-// workspace `rust-version` still says 1.85.
-#[allow(clippy::incompatible_msrv)]
 pub(crate) mod avx512 {
     //! AVX-512 VNNI (256-bit `vpdpbusd` through AVX-512VL) building blocks, and Q8_0's kernel.
     use super::BLOCK_BYTES;
