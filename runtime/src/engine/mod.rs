@@ -10,8 +10,8 @@
 //! let opts = EngineOptions::default();
 //! let model = Arc::new(LoadedModel::load("model.gguf".as_ref(), &opts)?);
 //! let mut engine = Engine::new(model, &opts)?;
-//! let req = Request::new(Prompt::Chat(vec![Message::user("Why is the sky blue?")]));
-//! let stats = engine.generate(&req, &mut |ev| {
+//! let mut req = Request::new(Prompt::Chat(vec![Message::user("Why is the sky blue?")]));
+//! let stats = engine.generate(&mut req, &mut |ev| {
 //!     match ev {
 //!         Event::Thinking(t) => eprint!("{t}"),
 //!         Event::Content(t) => print!("{t}"),

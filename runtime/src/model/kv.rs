@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Full-attention layers keep `n_ctx` positions (`slot == p`); a sliding-window
-//! layer keeps `window + n_batch - 1` and reuses slots as a ring.
+//! layer keeps `plan::swa_kv_cells` (the window plus one batch, padded to 256) and reuses slots as a ring.
 
 use half::f16;
 use pistil_kernels::f16conv;
