@@ -261,3 +261,54 @@ fn gemma3_270m_as_a_user_would() {
     let out: Value = serde_json::from_str(v["message"]["content"].as_str().unwrap()).unwrap();
     assert!(out["name"].is_string() && out["age"].is_u64(), "{out}");
 }
+
+/// `POST /api/pull` as Ollama clients use it: a model already in the cache
+/// streams Ollama's status lines and ends with `success` (no download: the
+/// cache holds a file of the catalog size); `stream: false` answers one
+/// object; an unknown name is a 404 naming the catalog; bad JSON a 400.
+#[test]
+fn api_pull_statuses() {
+    if under_qemu() {
+        eprintln!("skipped under qemu");
+        return;
+    }
+    let models = std::env::temp_dir().join(format!("pistil-serve-pull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&models);
+    std::fs::create_dir_all(&models).unwrap();
+    // gemma3:270m's catalog size, sparse: pull finds it up to date.
+    std::fs::File::create(models.join("gemma3-270m.gguf"))
+        .unwrap()
+        .set_len(253_113_024)
+        .unwrap();
+    let m = tiny("tiny-qwen2.q8_0");
+    let s = serve_support::start_env(
+        &["-m", &m, "-c", "256", "-t", "1"],
+        &[("PISTIL_MODELS", models.to_str().unwrap())],
+    );
+
+    let lines = s.lines("/api/pull", &json!({"model": "gemma3:270m"}));
+    let statuses: Vec<&str> = lines.iter().filter_map(|v| v["status"].as_str()).collect();
+    assert_eq!(statuses.first(), Some(&"pulling manifest"), "{lines:?}");
+    assert_eq!(statuses.last(), Some(&"success"), "{lines:?}");
+    assert!(lines.iter().all(|v| v.get("error").is_none()), "{lines:?}");
+
+    let (st, v) = s.post_json(
+        "/api/pull",
+        &json!({"name": "gemma3:270m", "stream": false}),
+    );
+    assert_eq!((st, &v["status"]), (200, &json!("success")), "{v}");
+
+    let (st, v) = s.post_json("/api/pull", &json!({"model": "llama9:1t"}));
+    assert_eq!(st, 404, "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("llama9:1t") && err.contains("deepseek-r1:1.5b"),
+        "{err}"
+    );
+
+    let (st, body) = s.post("/api/pull", "{\"model\": ");
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("error"), "{body}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&models);
+}
