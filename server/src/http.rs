@@ -567,7 +567,9 @@ pub fn run<B: Backend>(
     })
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM (systemd's stop). The other long-running
+/// commands (`pistil wyoming`, `pistil mqtt`) stop on it too.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

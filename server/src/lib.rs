@@ -33,7 +33,7 @@ pub mod options;
 pub mod worker;
 
 pub use backend::{Backend, ModelSpec};
-pub use http::{run, ServerConfig};
+pub use http::{run, shutdown_signal, ServerConfig};
 pub use options::KeepAlive;
 
 #[cfg(test)]

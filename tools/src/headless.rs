@@ -15,6 +15,9 @@ use pistil_runtime::engine::{Engine, ThinkMode};
 
 use crate::common::{self, CtrlC, ModelArgs, SamplingArgs};
 
+/// Completes on Ctrl-C or SIGTERM (systemd's stop); shared with `pistil serve`.
+pub use pistil_server::shutdown_signal;
+
 /// How answers are made, for the services (`wyoming`, `mqtt`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct AnswerArgs {
@@ -114,28 +117,6 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .thread_name("pistil-io")
         .build()
         .context("starting the async runtime")
-}
-
-/// Completes on Ctrl-C or SIGTERM (systemd's stop).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 /// The assistant with Ctrl-C wired to the engine: a press during a
