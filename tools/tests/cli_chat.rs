@@ -4,16 +4,9 @@
 mod pistil_bin;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
-fn model(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/models")
-        .join(format!("{name}.gguf"))
-        .display()
-        .to_string()
-}
+use pistil_bin::fixture_model as model;
 
 fn chat(model_name: &str, input: &str, extra: &[&str]) -> Output {
     let m = model(model_name);

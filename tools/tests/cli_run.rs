@@ -2,16 +2,9 @@
 
 mod pistil_bin;
 
-use std::path::PathBuf;
 use std::process::Output;
 
-fn model(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/models")
-        .join(format!("{name}.gguf"))
-        .display()
-        .to_string()
-}
+use pistil_bin::fixture_model as model;
 
 fn pistil(args: &[&str]) -> Output {
     pistil_bin::pistil_command()

@@ -22,3 +22,13 @@ pub fn pistil_command() -> Command {
         Command::new(exe)
     }
 }
+
+/// The path of a tiny model fixture (`tests/fixtures/models/NAME.gguf`).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn fixture_model(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/models")
+        .join(format!("{name}.gguf"))
+        .display()
+        .to_string()
+}
