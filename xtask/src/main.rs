@@ -261,6 +261,13 @@ fn setup() -> Result<()> {
     if !have("mosquitto") && !Path::new("/usr/sbin/mosquitto").exists() {
         missing.push("mosquitto");
     }
+    // The README recipes' test pipes through jq and the Mosquitto clients.
+    if !have("mosquitto_pub") {
+        missing.push("mosquitto-clients");
+    }
+    if !have("jq") {
+        missing.push("jq");
+    }
     if !have("python3") {
         missing.extend(["python3", "python3-pip"]);
     }
@@ -318,23 +325,7 @@ fn python_clients() -> Result<()> {
         return Ok(());
     }
     eprintln!("==> pip install -r tests/python/requirements.txt");
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-r",
-        "tests/python/requirements.txt",
-    ]);
-    if let Ok(s) = cmd.status() {
-        if s.success() {
-            return Ok(());
-        }
-    }
-    // Debian's own Python refuses system-wide installs (PEP 668) unless told.
-    check(
+    let pip = |extra: &[&str]| {
         Command::new("python3")
             .args([
                 "-m",
@@ -342,11 +333,17 @@ fn python_clients() -> Result<()> {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "--break-system-packages",
-                "-r",
-                "tests/python/requirements.txt",
             ])
-            .status(),
+            .args(extra)
+            .args(["-r", "tests/python/requirements.txt"])
+            .status()
+    };
+    if pip(&[]).is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    // Debian's own Python refuses system-wide installs (PEP 668) unless told.
+    check(
+        pip(&["--break-system-packages"]),
         "pip install -r tests/python/requirements.txt",
     )
 }
