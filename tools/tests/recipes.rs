@@ -21,17 +21,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+// Under qemu (the aarch64 test runs) the recipes' shells could not start
+// the aarch64 `pistil`; they are shell plumbing, checked on x86-64.
+mod pistil_bin;
+use pistil_bin::under_qemu;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The `sh` code blocks of a recipe, in order.
-/// Under qemu (the aarch64 test runs) the recipes' shells could not start
-/// the aarch64 `pistil`; they are shell plumbing, checked on x86-64.
-fn under_qemu() -> bool {
-    std::env::var_os("PISTIL_UNDER_QEMU").is_some()
-}
-
 fn sh_blocks(recipe: &str) -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let heading = format!("### {recipe}");

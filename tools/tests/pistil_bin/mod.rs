@@ -8,13 +8,18 @@
 
 use std::process::Command;
 
+/// True in the aarch64 test runs under qemu (`PISTIL_UNDER_QEMU=1`, set by
+/// `cargo xtask test`): tests that spawn servers or shells skip there.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn under_qemu() -> bool {
+    std::env::var_os("PISTIL_UNDER_QEMU").is_some_and(|v| v == "1")
+}
+
 /// A [`Command`] that runs the `pistil` binary built for these tests.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn pistil_command() -> Command {
     let exe = env!("CARGO_BIN_EXE_pistil");
-    if cfg!(target_arch = "aarch64")
-        && (std::env::var_os("PISTIL_UNDER_QEMU").is_some()
-            || std::env::var_os("QEMU_CPU").is_some())
-    {
+    if cfg!(target_arch = "aarch64") && (under_qemu() || std::env::var_os("QEMU_CPU").is_some()) {
         let mut c = Command::new("qemu-aarch64");
         c.args(["-L", "/usr/aarch64-linux-gnu", exe]);
         c

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Integration tests that spawn servers are skipped under qemu (too slow).
-pub fn under_qemu() -> bool {
-    std::env::var_os("PISTIL_UNDER_QEMU").is_some_and(|v| v == "1")
-}
+pub use crate::pistil_bin::under_qemu;
 
 /// A repository fixture.
 pub fn fixture(rel: &str) -> PathBuf {
