@@ -287,11 +287,6 @@ impl Model {
         self.pool.n_threads()
     }
 
-    /// Threads that take part in the next forward pass (≤ [`Model::n_threads`]).
-    pub fn active_threads(&self) -> usize {
-        self.pool.active_threads()
-    }
-
     /// Uses only `n` of the pool's threads from the next forward pass on
     /// (clamped to `1..=n_threads`); the thermal governor lowers it under
     /// sustained throttling and restores it when cool. Returns the count in effect.
