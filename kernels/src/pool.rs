@@ -93,6 +93,9 @@ struct Shared {
     caller: Mutex<Option<Thread>>,
     /// The first panic payload of the current job, re-raised in the caller.
     panic: Mutex<Option<Box<dyn Any + Send + 'static>>>,
+    /// Workers that have started running (the pool is returned once all have,
+    /// so no thread start-up — which allocates — happens during a later job).
+    started: AtomicUsize,
 }
 
 // SAFETY: `job` (the only field that is not Sync by itself) is written only by the
@@ -146,6 +149,7 @@ impl ThreadPool {
             shutdown: AtomicBool::new(false),
             caller: Mutex::new(None),
             panic: Mutex::new(None),
+            started: AtomicUsize::new(0),
         });
         let mut pool = ThreadPool {
             shared: Arc::clone(&shared),
@@ -159,6 +163,9 @@ impl ThreadPool {
                 .map_err(|source| PoolError::Spawn { index: ith, source })?;
             // On error, `pool` drops here and shuts down the workers started so far.
             pool.workers.push((handle.thread().clone(), handle));
+        }
+        while shared.started.load(Ordering::Acquire) < n_threads - 1 {
+            thread::yield_now();
         }
         Ok(pool)
     }
@@ -288,6 +295,7 @@ fn run_share(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), ith: usize, nth: usi
 }
 
 fn worker_loop(s: &Shared, ith: usize) {
+    s.started.fetch_add(1, Ordering::Release);
     let mut seen = 0u64;
     loop {
         // Wait for a new generation: spin, then park.
