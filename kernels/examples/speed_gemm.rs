@@ -1,5 +1,5 @@
 //! Prompt-path speed: `matmul::matmul` (the format's GEMM when it has one;
-//! run with `PISTIL_GEMM=1`, which puts the GEMMs in the table)
+//! `PISTIL_GEMM=0` leaves the GEMMs out of the table)
 //! against the per-token `gemv` path, on model-shaped matrices.
 //!
 //! ```text

@@ -264,33 +264,46 @@ impl fmt::Debug for Kernels {
 }
 
 static KERNELS: OnceLock<Result<Kernels, DispatchError>> = OnceLock::new();
+static KERNELS_GEMV_ONLY: OnceLock<Result<Kernels, DispatchError>> = OnceLock::new();
+
+/// Whether `PISTIL_GEMM=0` switched the prompt-path GEMMs off.
+fn gemm_disabled_by_env() -> bool {
+    std::env::var("PISTIL_GEMM").is_ok_and(|v| v.trim() == "0")
+}
 
 impl Kernels {
     /// The process-wide table, built on first use from the detected CPU and the
-    /// `PISTIL_KERNELS` override.
+    /// `PISTIL_KERNELS` override. Prompt-sized products go through the formats'
+    /// GEMMs unless `PISTIL_GEMM=0`.
     pub fn try_get() -> Result<&'static Kernels, &'static DispatchError> {
         KERNELS
-            .get_or_init(|| {
-                let features = CpuFeatures::detect();
-                let backend = match std::env::var("PISTIL_KERNELS") {
-                    Ok(v) if !v.trim().is_empty() => {
-                        Backend::parse(&v).ok_or(DispatchError::UnknownBackend(v))?
-                    }
-                    _ => features.best(),
-                };
-                let mut k = Kernels::for_backend_with(backend, features)?;
-                // The prompt-path GEMMs are opt-in (PISTIL_GEMM=1): their f32
-                // accumulation order differs from the formats' vec_dot, so a batch
-                // would not give the same logits as token-by-token decoding within
-                // llama.cpp's own batched-vs-single tolerance (≤ 1e-5); through the
-                // rounding of the next layer's activation quantization the logits of
-                // quantized models move by up to ~0.6. See docs/PERFORMANCE.md.
-                if !std::env::var("PISTIL_GEMM").is_ok_and(|v| v.trim() == "1") {
-                    k.gemms = [None; GGML_TYPE_COUNT];
-                }
-                Ok(k)
-            })
+            .get_or_init(|| Kernels::build(!gemm_disabled_by_env()))
             .as_ref()
+    }
+
+    /// The process-wide table without the GEMMs: every product, prompt or
+    /// decode, runs through the formats' `gemv`, so a prompt fed in one batch
+    /// gives exactly the logits of feeding it one token at a time (the GEMMs
+    /// sum each block's f32 terms in another order; see docs/DECISIONS.md).
+    pub fn try_get_gemv_only() -> Result<&'static Kernels, &'static DispatchError> {
+        KERNELS_GEMV_ONLY
+            .get_or_init(|| Kernels::build(false))
+            .as_ref()
+    }
+
+    fn build(gemms: bool) -> Result<Kernels, DispatchError> {
+        let features = CpuFeatures::detect();
+        let backend = match std::env::var("PISTIL_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => {
+                Backend::parse(&v).ok_or(DispatchError::UnknownBackend(v))?
+            }
+            _ => features.best(),
+        };
+        let mut k = Kernels::for_backend_with(backend, features)?;
+        if !gemms {
+            k.gemms = [None; GGML_TYPE_COUNT];
+        }
+        Ok(k)
     }
 
     /// The process-wide table. Panics only if `PISTIL_KERNELS` names a path this

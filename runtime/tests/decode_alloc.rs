@@ -71,6 +71,7 @@ fn decode_allocates_nothing() {
                 &LoadOptions {
                     n_threads,
                     spin: 100,
+                    ..LoadOptions::default()
                 },
             )
             .unwrap();

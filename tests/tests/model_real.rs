@@ -15,8 +15,19 @@ use std::sync::Arc;
 /// Top-1 must equal llama.cpp's wherever its top1 − top2 margin exceeds this.
 const TOP1_MARGIN: f64 = 1.0;
 /// Our logit of each of llama.cpp's top-8 ids must be within this of its value
-/// (llama.cpp differs from itself by up to 1.05 between batched and token by token).
+/// (llama.cpp differs from itself by up to 1.05 between batched and token by token),
+/// through `gemv` — the same block sums as llama.cpp's classic kernels, which
+/// made the reference.
 const TOP8_TOL: f32 = 2.0;
+/// The same through the prompt GEMMs (the default), which sum each block's f32
+/// terms in another order: llama.cpp's own default build (its tiled GEMM, F16
+/// cache) lands up to 2.08 from this reference on these prompts
+/// (`max_abs_diff_top8_vs_llama_cpp_defaults_kv_f16_fa_auto`); 2.5 = that
+/// spread plus 20%.
+const TOP8_TOL_GEMM: f32 = 2.5;
+/// Median of those differences over a prompt (the README's suggestion; llama.cpp
+/// batched vs token by token: up to 0.25).
+const TOP8_MEDIAN_TOL: f32 = 0.3;
 /// The greedy text must equal llama.cpp's up to its first step whose margin is below this.
 const NEAR_TIE: f64 = 0.05;
 /// Positions of the capital prompt checked under qemu.
@@ -39,13 +50,16 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn load(n_threads: usize) -> Model {
+/// `prompt_gemm: false` multiplies prompts through `gemv`, as llama.cpp's
+/// classic kernels (the reference's settings) do.
+fn load(n_threads: usize, prompt_gemm: bool) -> Model {
     let g = Gguf::open(&real_model("gemma3:270m"), LoadMode::Mmap).unwrap();
     Model::load(
         Arc::new(g),
         &LoadOptions {
             n_threads,
             spin: 1000,
+            prompt_gemm,
         },
     )
     .unwrap()
@@ -67,17 +81,33 @@ fn median(v: &mut [f32]) -> f32 {
 }
 
 /// Teacher forcing: prompt + llama.cpp's greedy ids in one batch (F32 KV, as
-/// the reference), every position's logits vs its top 8.
+/// the reference), every position's logits vs its top 8; through `gemv` and
+/// through the prompt GEMMs.
 #[test]
 fn gemma3_270m_teacher_forced_top8() {
     let g = golden();
-    let m = load(2);
-    assert_eq!(m.vocab_size(), g["n_vocab"].as_u64().unwrap() as usize);
-    let n_vocab = m.vocab_size();
     let mut report = String::from(
-        "\n| prompt | positions | top-8 max |Δ| | median |Δ| | top-1 checked / equal |\n|---|---|---|---|---|\n",
+        "\n| path | prompt | positions | top-8 max |Δ| | median |Δ| | top-1 checked / equal |\n|---|---|---|---|---|---|\n",
     );
     let mut failures = Vec::new();
+    for (path, gemm, tol) in [("gemv", false, TOP8_TOL), ("GEMM", true, TOP8_TOL_GEMM)] {
+        let m = load(2, gemm);
+        assert_eq!(m.vocab_size(), g["n_vocab"].as_u64().unwrap() as usize);
+        teacher_forced(&g, &m, path, tol, &mut report, &mut failures);
+    }
+    eprintln!("{report}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+fn teacher_forced(
+    g: &Value,
+    m: &Model,
+    path: &str,
+    tol: f32,
+    report: &mut String,
+    failures: &mut Vec<String>,
+) {
+    let n_vocab = m.vocab_size();
     for case in g["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         if under_qemu() && name != "capital" {
@@ -119,7 +149,7 @@ fn gemma3_270m_teacher_forced_top8() {
                     equal += 1;
                 } else {
                     failures.push(format!(
-                        "{name} position {t}: top-1 {} vs llama.cpp {want} (margin {margin})",
+                        "{path} {name} position {t}: top-1 {} vs llama.cpp {want} (margin {margin})",
                         argmax(row)
                     ));
                 }
@@ -127,18 +157,26 @@ fn gemma3_270m_teacher_forced_top8() {
         }
         let max = diffs.iter().copied().fold(0.0, f32::max);
         let med = median(&mut diffs);
-        report += &format!("| {name} | {n} | {max:.2e} | {med:.2e} | {checked} / {equal} |\n");
-        if max > TOP8_TOL {
-            failures.push(format!("{name}: top-8 logits differ by up to {max}"));
+        *report +=
+            &format!("| {path} | {name} | {n} | {max:.2e} | {med:.2e} | {checked} / {equal} |\n");
+        if max > tol {
+            failures.push(format!(
+                "{path} {name}: top-8 logits differ by up to {max} (budget {tol})"
+            ));
+        }
+        if med > TOP8_MEDIAN_TOL {
+            failures.push(format!(
+                "{path} {name}: median top-8 difference {med} (budget {TOP8_MEDIAN_TOL})"
+            ));
         }
     }
-    eprintln!("{report}");
-    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 /// Greedy "The capital of France is": prompt in one batch, then one token per
 /// step (F16 KV, as pistil runs by default, and F32 KV); the ids must equal
-/// llama.cpp's up to its first near-tie.
+/// llama.cpp's up to its first near-tie. Prompt through `gemv` (the reference's
+/// classic kernels): a free-running greedy text only stays comparable while the
+/// arithmetic is (the GEMM path is held to the teacher-forced budgets above).
 #[test]
 fn gemma3_270m_greedy_capital() {
     let g = golden();
@@ -157,7 +195,7 @@ fn gemma3_270m_greedy_capital() {
         .position(|&m| m < NEAR_TIE)
         .unwrap_or(want.len());
     let n_gen = if under_qemu() { 3 } else { want.len() };
-    let m = load(2);
+    let m = load(2, false);
     for kv_type in [KvType::F32, KvType::F16] {
         let mut st = m
             .new_state(&StateOptions {
@@ -192,7 +230,7 @@ fn gemma3_270m_greedy_capital() {
 #[ignore]
 fn gemma3_270m_per_position_report() {
     let g = golden();
-    let m = load(2);
+    let m = load(2, true);
     let n_vocab = m.vocab_size();
     for case in g["cases"].as_array().unwrap() {
         let mut input = ids(&case["prompt_ids"]);

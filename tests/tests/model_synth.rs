@@ -52,6 +52,7 @@ fn synth_qwen2_1_5b_matches_llama_cpp() {
         &LoadOptions {
             n_threads: 2,
             spin: 1000,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

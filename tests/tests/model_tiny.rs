@@ -83,12 +83,19 @@ fn load_ref(name: &str) -> Ref {
 }
 
 fn load_model(name: &str, n_threads: usize) -> Model {
+    load_model_with(name, n_threads, true)
+}
+
+/// `prompt_gemm: false` runs batches through `gemv` too (bit-identical to
+/// token-by-token decoding).
+fn load_model_with(name: &str, n_threads: usize, prompt_gemm: bool) -> Model {
     let g = Gguf::open(&fixture(&format!("models/{name}.gguf")), LoadMode::Mmap).unwrap();
     Model::load(
         Arc::new(g),
         &LoadOptions {
             n_threads,
             spin: 1000,
+            prompt_gemm,
         },
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -215,19 +222,49 @@ fn tiny_f32_token_by_token() {
     eprintln!("{table}");
 }
 
-/// Quantized models: batched and token-by-token agree (llama.cpp: 0 to 6e-6).
+/// Quantized models, batched vs token-by-token.
+///
+/// - Through `gemv` (`prompt_gemm: false`) the two are the same arithmetic:
+///   they must agree to 1e-3 (llama.cpp with its classic kernels: 0 to 6e-6).
+/// - Through the GEMMs (the default) each block's f32 terms are summed in
+///   another order, and the next layer's activation quantization amplifies the
+///   last-bit differences (models/README.md: llama.cpp's own tiled GEMM moves
+///   these logits by up to 0.33, its F16 cache by up to 0.70). The budget is
+///   the quantized models' llama.cpp budget, and the top-1 token must agree
+///   wherever the token-by-token margin exceeds [`ARGMAX_MARGIN`].
 #[test]
 fn tiny_quantized_batched_vs_token_by_token() {
+    let mut table =
+        String::from("\n| file | gemv batched vs tbt | GEMM batched vs tbt |\n|---|---|---|\n");
     for name in FILES.iter().filter(|n| !is_f32(n)) {
         let r = load_ref(name);
-        let m = load_model(name, 2);
-        let d = max_abs(
-            &token_by_token(&m, &r.ids, KvType::F32),
-            &batched(&m, &r.ids, KvType::F32),
+        let exact = load_model_with(name, 2, false);
+        let tbt = token_by_token(&exact, &r.ids, KvType::F32);
+        let d_gemv = max_abs(&tbt, &batched(&exact, &r.ids, KvType::F32));
+        let gemm = load_model_with(name, 2, true);
+        assert_eq!(
+            token_by_token(&gemm, &r.ids, KvType::F32),
+            tbt,
+            "{name}: decoding one token at a time must not depend on the GEMMs"
         );
-        eprintln!("{name}: batched vs token-by-token {d:.2e}");
-        assert!(d <= 1e-3, "{name}: batched vs token-by-token {d}");
+        let b = batched(&gemm, &r.ids, KvType::F32);
+        let d_gemm = max_abs(&tbt, &b);
+        table += &format!("| {name} | {d_gemv:.2e} | {d_gemm:.2e} |\n");
+        assert!(
+            d_gemv <= 1e-3,
+            "{name}: gemv batched vs token-by-token {d_gemv}"
+        );
+        assert!(
+            d_gemm <= QUANT_TOL,
+            "{name}: GEMM batched vs token-by-token {d_gemm} (budget {QUANT_TOL})"
+        );
+        for (p, (x, y)) in tbt.chunks(r.n_vocab).zip(b.chunks(r.n_vocab)).enumerate() {
+            if top2_margin(x) > ARGMAX_MARGIN {
+                assert_eq!(argmax(x), argmax(y), "{name}: top-1 at position {p}");
+            }
+        }
     }
+    eprintln!("{table}");
 }
 
 /// The 16-token greedy continuation, teacher-forced: prompt in one batch, then
@@ -289,7 +326,13 @@ fn tiny_kv_cache_types() {
         let f16 = batched(&m, &r.ids, KvType::F16);
         let q8 = batched(&m, &r.ids, KvType::Q8_0);
         let (d16, d8) = (max_abs(&f16, &r.logits), max_abs(&q8, &r.logits));
-        let dt = max_abs(&f16, &token_by_token(&m, &r.ids, KvType::F16));
+        // Batched vs token by token with an F16 cache: the same arithmetic
+        // through `gemv` (the GEMMs' own gap is tiny_quantized_batched_vs_token_by_token's).
+        let exact = load_model_with(name, 2, false);
+        let dt = max_abs(
+            &batched(&exact, &r.ids, KvType::F16),
+            &token_by_token(&exact, &r.ids, KvType::F16),
+        );
         table += &format!("| {name} | {d16:.2e} | {d8:.2e} | {dt:.2e} |\n");
         // llama.cpp's own F32 → F16 cache change moves these logits by 9e-3..1.7e-2
         // (F32 models) and up to 0.7 (quantized); Q8_0 is coarser than F16.

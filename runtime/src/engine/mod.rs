@@ -427,6 +427,7 @@ impl LoadedModel {
             &LoadOptions {
                 n_threads: opts.n_threads.max(1),
                 spin: if opts.spin { DEFAULT_SPIN } else { 0 },
+                ..LoadOptions::default()
             },
         )?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;

@@ -114,6 +114,12 @@ pub struct LoadOptions {
     /// Spin iterations of an idle worker before it parks
     /// ([`pistil_kernels::pool::DEFAULT_SPIN`]; 0 = park at once, lowest power).
     pub spin: u32,
+    /// Multiply prompt batches through the formats' GEMMs (the default; a
+    /// batch's logits then differ from token-by-token decoding in the last
+    /// bits, as llama.cpp's do with its tiled/repacked GEMMs). `false` runs
+    /// every product through `gemv`: batched and one-at-a-time results are
+    /// then bit-identical, at ~2× the prompt time.
+    pub prompt_gemm: bool,
 }
 
 impl Default for LoadOptions {
@@ -121,6 +127,7 @@ impl Default for LoadOptions {
         LoadOptions {
             n_threads: 1,
             spin: DEFAULT_SPIN,
+            prompt_gemm: true,
         }
     }
 }
@@ -239,7 +246,12 @@ impl Model {
     /// shape and type, and starts the thread pool. The weights stay in the
     /// file's memory.
     pub fn load(gguf: Arc<Gguf>, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let kernels = Kernels::try_get().map_err(ModelError::from)?;
+        let kernels = if opts.prompt_gemm {
+            Kernels::try_get()
+        } else {
+            Kernels::try_get_gemv_only()
+        }
+        .map_err(ModelError::from)?;
         let config = Config::from_gguf(&gguf)?;
         let w = Weights::load(&gguf, kernels, &config)?;
         if opts.n_threads == 0 {
