@@ -159,9 +159,7 @@ impl Model {
         let (qd, kd, vd) = (c.q_dim(), c.k_dim(), c.v_dim());
         let (dk, dv) = (c.head_dim_k, c.head_dim_v);
 
-        for (x, xn) in st.x.chunks_exact(e).zip(st.xn.chunks_exact_mut(e)).take(n) {
-            rms_norm(x, &l.attn_norm, eps, xn);
-        }
+        self.norm_rows(&st.x, &mut st.xn, n, &l.attn_norm);
         self.quantize_for(&mut st.qa, &st.xn, e, n, &[&l.wq, &l.wk, &l.wv])?;
         self.mul(
             &st.qa,
@@ -229,16 +227,7 @@ impl Model {
 
         self.quantize_for(&mut st.qa, &st.att, ad, n, &[&l.wo])?;
         self.mul(&st.qa, n, &mut [(&l.wo, &mut st.tmp[..n * e])])?;
-        for (x, a) in
-            st.x.chunks_exact_mut(e)
-                .zip(st.tmp.chunks_exact_mut(e))
-                .take(n)
-        {
-            if let Some(w) = &l.post_attn_norm {
-                rms_norm_inplace(a, w, eps);
-            }
-            ops::add(x, a);
-        }
+        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_attn_norm.as_deref(), eps);
         Ok(())
     }
 
@@ -246,9 +235,7 @@ impl Model {
     fn ffn_block(&self, st: &mut State, l: &Layer, n: usize) -> Result<(), ModelError> {
         let c = &self.config;
         let (e, f, eps) = (c.n_embd, c.n_ff, c.rms_eps);
-        for (x, xn) in st.x.chunks_exact(e).zip(st.xn.chunks_exact_mut(e)).take(n) {
-            rms_norm(x, &l.ffn_norm, eps, xn);
-        }
+        self.norm_rows(&st.x, &mut st.xn, n, &l.ffn_norm);
         self.quantize_for(&mut st.qa, &st.xn, e, n, &[&l.gate, &l.up])?;
         self.mul(
             &st.qa,
@@ -258,31 +245,70 @@ impl Model {
                 (&l.up, &mut st.up[..n * f]),
             ],
         )?;
-        let (g, u) = (&mut st.gate[..n * f], &st.up[..n * f]);
-        match c.ffn_act {
-            FfnAct::Silu => self.ops.swiglu_inplace(g, u),
-            FfnAct::GeluTanh => {
-                let mut buf = [0f32; 256];
-                for (gc, uc) in g.chunks_mut(256).zip(u.chunks(256)) {
-                    let b = &mut buf[..gc.len()];
-                    ops::geglu(gc, uc, b);
-                    gc.copy_from_slice(b);
+        {
+            let (g, u) = (SharedMut::new(&mut st.gate[..n * f]), &st.up[..n * f]);
+            let act = c.ffn_act;
+            self.par_rows(n, &|r| {
+                // SAFETY: rows `r` are this thread's alone.
+                let g = unsafe { g.slice(r.start * f, r.len() * f) };
+                let u = &u[r.start * f..r.end * f];
+                match act {
+                    FfnAct::Silu => self.ops.swiglu_inplace(g, u),
+                    FfnAct::GeluTanh => {
+                        let mut buf = [0f32; 256];
+                        for (gc, uc) in g.chunks_mut(256).zip(u.chunks(256)) {
+                            let b = &mut buf[..gc.len()];
+                            ops::geglu(gc, uc, b);
+                            gc.copy_from_slice(b);
+                        }
+                    }
                 }
-            }
+            });
         }
         self.quantize_for(&mut st.qa, &st.gate, f, n, &[&l.down])?;
         self.mul(&st.qa, n, &mut [(&l.down, &mut st.tmp[..n * e])])?;
-        for (x, d) in
-            st.x.chunks_exact_mut(e)
-                .zip(st.tmp.chunks_exact_mut(e))
-                .take(n)
-        {
-            if let Some(w) = &l.post_ffw_norm {
-                rms_norm_inplace(d, w, eps);
-            }
-            ops::add(x, d);
-        }
+        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_ffw_norm.as_deref(), eps);
         Ok(())
+    }
+
+    /// `xn[t] = rms_norm(x[t]) · w` for the `n` rows.
+    fn norm_rows(&self, x: &[f32], xn: &mut [f32], n: usize, w: &[f32]) {
+        let (e, eps) = (self.config.n_embd, self.config.rms_eps);
+        let xn = SharedMut::new(&mut xn[..n * e]);
+        self.par_rows(n, &|r| {
+            // SAFETY: rows `r` are this thread's alone.
+            let xn = unsafe { xn.slice(r.start * e, r.len() * e) };
+            for (x, xn) in x[r.start * e..r.end * e]
+                .chunks_exact(e)
+                .zip(xn.chunks_exact_mut(e))
+            {
+                rms_norm(x, w, eps, xn);
+            }
+        });
+    }
+
+    /// `x[t] += norm(a[t])` (or `+= a[t]` without a norm) for the `n` rows.
+    fn add_residual(&self, x: &mut [f32], a: &mut [f32], n: usize, norm: Option<&[f32]>, eps: f32) {
+        let e = self.config.n_embd;
+        let (x, a) = (
+            SharedMut::new(&mut x[..n * e]),
+            SharedMut::new(&mut a[..n * e]),
+        );
+        self.par_rows(n, &|r| {
+            // SAFETY: rows `r` of both buffers are this thread's alone.
+            let (x, a) = unsafe {
+                (
+                    x.slice(r.start * e, r.len() * e),
+                    a.slice(r.start * e, r.len() * e),
+                )
+            };
+            for (x, a) in x.chunks_exact_mut(e).zip(a.chunks_exact_mut(e)) {
+                if let Some(w) = norm {
+                    rms_norm_inplace(a, w, eps);
+                }
+                ops::add(x, a);
+            }
+        });
     }
 
     /// Logits of the hidden states `rows` of the last batch into
@@ -338,9 +364,44 @@ impl Model {
                 .get_mut(m.slot)
                 .and_then(|b| b.get_mut(..n * rb))
                 .ok_or(ModelError::StateMismatch)?;
-            matmul::quantize_act(self.kernels, act, cols, &x[..n * cols], buf)?;
+            let x = x.get(..n * cols).ok_or(ModelError::StateMismatch)?;
+            if n < 2 {
+                matmul::quantize_act(self.kernels, act, cols, x, buf)?;
+                continue;
+            }
+            let out = SharedMut::new(buf);
+            let err = std::sync::Mutex::new(None);
+            self.par_rows(n, &|r| {
+                // SAFETY: each thread takes its own rows `r` (par_rows' ranges are disjoint).
+                let o = unsafe { out.slice(r.start * rb, r.len() * rb) };
+                let xs = &x[r.start * cols..r.end * cols];
+                if let Err(e) = matmul::quantize_act(self.kernels, act, cols, xs, o) {
+                    if let Ok(mut slot) = err.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            });
+            if let Some(e) = err.into_inner().ok().flatten() {
+                return Err(e.into());
+            }
         }
         Ok(())
+    }
+
+    /// Runs `f` over contiguous, disjoint ranges of the rows `0..n`, one per
+    /// thread of the pool (inline when `n < 2`): the row-wise work of a batch
+    /// (norms, gates, activation quantization) between its matrix products.
+    fn par_rows(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        if n < 2 || self.pool.n_threads() == 1 {
+            f(0..n);
+            return;
+        }
+        self.pool.run(&|ith, nth| {
+            let (a, b) = split_range(n, ith, nth, 1);
+            if a < b {
+                f(a..b);
+            }
+        });
     }
 
     /// `y = W · x` for each `(W, y)` of a group sharing one (quantized) input:
