@@ -1014,20 +1014,23 @@ pub(crate) mod arm {
 
     /// Prefetch (to L2) the `span` bytes at the same offset of the next group of
     /// `R` rows, plus 512 bytes. `prfm` is a hint that never faults, hence
-    /// `wrapping_add` past the end of the matrix.
+    /// `wrapping_add` past the end of the matrix. The register-offset form
+    /// (`prfm [row, off]`) reuses the row addresses the loads already hold, so
+    /// a prefetch costs one instruction.
     #[inline(always)]
     pub(crate) fn prefetch_next_group<const R: usize>(
         wb: *const u8,
         row_bytes: usize,
         span: usize,
     ) {
+        let ahead = R * row_bytes + 512;
         for r in 0..R {
-            let p = wb.wrapping_add((R + r) * row_bytes + 512);
+            let p = wb.wrapping_add(r * row_bytes);
             let mut off = 0;
             while off < span {
                 // SAFETY: a prefetch hint reads nothing and cannot fault.
                 unsafe {
-                    asm!("prfm pldl2keep, [{p}]", p = in(reg) p.wrapping_add(off),
+                    asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) p, o = in(reg) ahead + off,
                          options(nostack, preserves_flags, readonly));
                 }
                 off += 64;
@@ -1035,6 +1038,13 @@ pub(crate) mod arm {
         }
     }
 
+    // Two shapes of step. One row (R = 1): the 4 lanes of the block's integer
+    // dot are converted and scaled by one FMA into the row's accumulator, whose
+    // lanes are summed at the end. Groups of four rows (R a multiple of 4):
+    // the four rows' lane vectors are first summed to one vector (two levels
+    // of `addp`, lane r = row r, exact in i32), so one `scvtf` and one FMA by
+    // the vector of the four rows' scales serve four rows, and the
+    // accumulator's lanes are the rows' results (no final horizontal sums).
     macro_rules! driver {
         ($drive:ident, $step:ident, $features:literal, $dot:path) => {
             #[target_feature(enable = $features)]
@@ -1044,27 +1054,48 @@ pub(crate) mod arm {
                 row_bytes: usize,
                 ab: *const u8,
                 acc: &mut [float32x4_t; R],
-                msum: &mut float32x4_t,
+                msum: &mut [float32x4_t; R],
             ) {
                 // SAFETY: one block of `a` and of each of the R rows (caller).
                 unsafe {
                     let dy = h2f(read_u16(ab));
                     let y0 = vld1q_s8(ab.add(B::A_QS) as *const i8);
                     let y1 = vld1q_s8(ab.add(B::A_QS + 16) as *const i8);
-                    let d = vmulq_n_f32(scales::<R>(wb, row_bytes), dy);
-                    if B::HAS_MIN {
-                        let sy = h2f(read_u16(ab.add(2)));
-                        *msum = vfmaq_n_f32(*msum, scales::<R>(wb.add(2), row_bytes), sy);
-                    }
-                    for r in 0..R {
-                        let (x0, x1) = B::decode(wb.add(r * row_bytes));
-                        let p = vcvtq_f32_s32($dot(x0, x1, y0, y1));
-                        acc[r] = fma_lane(acc[r], p, d, r);
+                    let sy = if B::HAS_MIN {
+                        h2f(read_u16(ab.add(2)))
+                    } else {
+                        0.0
+                    };
+                    if R % 4 == 0 {
+                        for g in 0..R / 4 {
+                            let wg = wb.add(4 * g * row_bytes);
+                            let d = vmulq_n_f32(scales::<4>(wg, row_bytes), dy);
+                            if B::HAS_MIN {
+                                let m = scales::<4>(wg.add(2), row_bytes);
+                                msum[g] = vfmaq_n_f32(msum[g], m, sy);
+                            }
+                            let s: [int32x4_t; 4] = core::array::from_fn(|r| {
+                                let (x0, x1) = B::decode(wg.add(r * row_bytes));
+                                $dot(x0, x1, y0, y1)
+                            });
+                            let s = vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
+                            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(s), d);
+                        }
+                    } else {
+                        let d = vmulq_n_f32(scales::<R>(wb, row_bytes), dy);
+                        if B::HAS_MIN {
+                            msum[0] = vfmaq_n_f32(msum[0], scales::<R>(wb.add(2), row_bytes), sy);
+                        }
+                        for r in 0..R {
+                            let (x0, x1) = B::decode(wb.add(r * row_bytes));
+                            let p = vcvtq_f32_s32($dot(x0, x1, y0, y1));
+                            acc[r] = fma_lane(acc[r], p, d, r);
+                        }
                     }
                 }
             }
 
-            /// `R` rows × `nb` blocks.
+            /// `R` rows × `nb` blocks (`R` ≤ 4 or a multiple of 4).
             ///
             /// # Safety
             /// See [`super::RowsKernel`].
@@ -1075,8 +1106,9 @@ pub(crate) mod arm {
                 row_bytes: usize,
                 a: *const u8,
             ) -> [f32; R] {
+                const { assert!(R <= 4 || R % 4 == 0) };
                 let zero = vdupq_n_f32(0.0);
-                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], zero);
+                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], [zero; R]);
                 let mut ib = 0;
                 // SAFETY: blocks ib, ib+1 < nb of a and of each row are in bounds (caller).
                 unsafe {
@@ -1087,9 +1119,14 @@ pub(crate) mod arm {
                         }
                         $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
                         let (wb, ab) = (wb.add(B::W_BYTES), ab.add(B::A_BYTES));
-                        // A second accumulator only helps a single row (one FMA
-                        // chain); R rows already interleave R chains.
-                        let odd = if R == 1 { &mut acc1 } else { &mut acc0 };
+                        // A second accumulator helps one chain per row or per
+                        // group of four (latency of the FMA); with 2 or 3 rows
+                        // the rows' chains already interleave.
+                        let odd = if R == 1 || R % 4 == 0 {
+                            &mut acc1
+                        } else {
+                            &mut acc0
+                        };
                         $step::<B, R>(wb, row_bytes, ab, odd, &mut msum);
                         ib += 2;
                     }
@@ -1099,10 +1136,22 @@ pub(crate) mod arm {
                     }
                 }
                 let mut out = [0f32; R];
-                for r in 0..R {
-                    out[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
-                    if B::HAS_MIN {
-                        out[r] += lane(msum, r);
+                if R % 4 == 0 {
+                    for g in 0..R / 4 {
+                        let v = vaddq_f32(acc0[g], acc1[g]);
+                        for j in 0..4 {
+                            out[4 * g + j] = lane(v, j);
+                            if B::HAS_MIN {
+                                out[4 * g + j] += lane(msum[g], j);
+                            }
+                        }
+                    }
+                } else {
+                    for r in 0..R {
+                        out[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+                        if B::HAS_MIN {
+                            out[r] += lane(msum[0], r);
+                        }
                     }
                 }
                 out
