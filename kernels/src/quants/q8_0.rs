@@ -1191,6 +1191,146 @@ pub(crate) mod dotprod {
         acc
     }
 
+    /// The activation block at `*pa` (`d` as f32, quants 0–15 and 16–31);
+    /// advances `*pa` by one block.
+    ///
+    /// # Safety
+    /// `*pa` valid for reading one block; NEON available.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
+        let (h, y0, y1): (u16, int8x16_t, int8x16_t);
+        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the block.
+        unsafe {
+            asm!("ldr {h:h}, [{p}], #2",
+                 "ldp {y0:q}, {y1:q}, [{p}], #32",
+                 p = inout(reg) *pa, h = out(vreg) h, y0 = out(vreg) y0, y1 = out(vreg) y1,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+        (crate::f16conv::neon::h2f(h), y0, y1)
+    }
+
+    /// The weight block at `*p` (quants 0–15 and 16–31), its f16 scale written
+    /// to lane `L` of `h`; advances `*p` by one block.
+    ///
+    /// # Safety
+    /// `*p` valid for reading one block; NEON available.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    unsafe fn row_block<const L: usize>(
+        p: &mut *const u8,
+        h: &mut uint16x4_t,
+    ) -> (int8x16_t, int8x16_t) {
+        let (x0, x1): (int8x16_t, int8x16_t);
+        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the
+        // block. Lane 0 is a scalar load that clears the other lanes (no
+        // dependency on the previous block's scales); lanes 1–3 insert.
+        unsafe {
+            if L == 0 {
+                asm!("ldr {h:h}, [{p}], #2",
+                     "ldp {x0:q}, {x1:q}, [{p}], #32",
+                     p = inout(reg) *p, h = out(vreg) *h, x0 = out(vreg) x0, x1 = out(vreg) x1,
+                     options(pure, readonly, nostack, preserves_flags));
+            } else {
+                asm!("ld1 {{{h:v}.h}}[{l}], [{p}], #2",
+                     "ldp {x0:q}, {x1:q}, [{p}], #32",
+                     l = const L, p = inout(reg) *p, h = inout(vreg) *h,
+                     x0 = out(vreg) x0, x1 = out(vreg) x1,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+        }
+        (x0, x1)
+    }
+
+    /// The running state of [`dot4`]: the four rows' `sdot` accumulators
+    /// (never cleared: each row's i32 lanes hold the running sums of its
+    /// blocks), their `addp` reduction after the previous block, and two f32
+    /// accumulators (even and odd blocks), lane r = row r.
+    struct Four {
+        s: [int32x4_t; 4],
+        prev: int32x4_t,
+        acc: [float32x4_t; 2],
+    }
+
+    /// One block of four rows: the integer dot of each row with the
+    /// activation block, times `d_x·d_y`, into `acc[k]`.
+    ///
+    /// The block's dots are `addp(addp(s0,s1),addp(s2,s3))` after the block
+    /// minus the same before it: `sdot` and `addp` are linear, and i32 wraps,
+    /// so the difference is exact (each block's sum is below 2¹⁹) however
+    /// long the row; this replaces four register clears per block by one
+    /// subtraction.
+    ///
+    /// # Safety
+    /// Each pointer valid for reading one block; NEON + dotprod available.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    unsafe fn block4(p: &mut [*const u8; 4], pa: &mut *const u8, st: &mut Four, k: usize) {
+        // SAFETY: per the caller.
+        unsafe {
+            let (dy, y0, y1) = act_block(pa);
+            let mut h = vdup_n_u16(0);
+            let dot = |s, (x0, x1): (int8x16_t, int8x16_t)| sdot(sdot(s, x0, y0), x1, y1);
+            st.s[0] = dot(st.s[0], row_block::<0>(&mut p[0], &mut h));
+            st.s[1] = dot(st.s[1], row_block::<1>(&mut p[1], &mut h));
+            st.s[2] = dot(st.s[2], row_block::<2>(&mut p[2], &mut h));
+            st.s[3] = dot(st.s[3], row_block::<3>(&mut p[3], &mut h));
+            let tot = vpaddq_s32(vpaddq_s32(st.s[0], st.s[1]), vpaddq_s32(st.s[2], st.s[3]));
+            // Lane r = the exact integer dot of row r with this block.
+            let s = vsubq_s32(tot, st.prev);
+            st.prev = tot;
+            let f: float32x4_t;
+            // SAFETY: `fcvtl` is an ARMv8.0 Advanced SIMD instruction on registers only.
+            asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = out(vreg) f,
+                 options(pure, nomem, nostack, preserves_flags));
+            st.acc[k] = vfmaq_f32(st.acc[k], vcvtq_f32_s32(s), vmulq_n_f32(f, dy));
+        }
+    }
+
+    /// Q8_0 × Q8_0, four rows: the rows and the activations are walked with
+    /// post-indexed loads (two instructions per row and block, scale included),
+    /// the four rows' integer dots are reduced to one vector with `addp`, and
+    /// one `scvtf` and one FMA apply the scales of all four.
+    ///
+    /// # Safety
+    /// See [`super::RowsKernel`].
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn dot4(nb: usize, w: *const u8, row_bytes: usize, a: *const u8) -> [f32; 4] {
+        let mut p: [*const u8; 4] = core::array::from_fn(|r| w.wrapping_add(r * row_bytes));
+        let mut pa = a;
+        let ahead = 4 * row_bytes + 512;
+        let mut st = Four {
+            s: [vdupq_n_s32(0); 4],
+            prev: vdupq_n_s32(0),
+            acc: [vdupq_n_f32(0.0); 2],
+        };
+        // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
+        // block4 call consumes one.
+        unsafe {
+            for _ in 0..nb / 2 {
+                // The same place in the next group of rows, 512 bytes ahead: one
+                // line per row per two blocks (68 bytes), so a line in 17 is
+                // left to the hardware (hints, never fault).
+                for &pr in &p {
+                    asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
+                         options(nostack, preserves_flags, readonly));
+                }
+                block4(&mut p, &mut pa, &mut st, 0);
+                block4(&mut p, &mut pa, &mut st, 1);
+            }
+            if nb % 2 == 1 {
+                block4(&mut p, &mut pa, &mut st, 0);
+            }
+        }
+        let v = vaddq_f32(st.acc[0], st.acc[1]);
+        [
+            vgetq_lane_f32::<0>(v),
+            vgetq_lane_f32::<1>(v),
+            vgetq_lane_f32::<2>(v),
+            vgetq_lane_f32::<3>(v),
+        ]
+    }
+
     /// Q8_0 × Q8_0, `R` rows.
     ///
     /// # Safety
@@ -1202,8 +1342,15 @@ pub(crate) mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) }
+        let mut out = [0f32; R];
+        if R == 4 {
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe { dot4(nb, w, row_bytes, a) });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) };
+        }
+        out
     }
 }
 
@@ -1452,6 +1599,29 @@ mod tests {
                 &format!("q8_0 stress {wq} {sign}"),
             );
         }
+    }
+
+    /// Rows long enough that a running i32 sum of their block dots wraps
+    /// (4400 blocks of −128·127·32 each, all the same sign), four rows and a
+    /// fifth: the multi-row kernels must still give each block's exact sum.
+    /// The scales alternate in sign so that the f32 sums stay small (f32
+    /// accumulation error is not what this is about).
+    #[test]
+    fn long_rows_past_i32() {
+        let nb = 4400;
+        let w = blocks(nb * 5, |i| BlockQ8_0 {
+            d: f16::from_f32(if i % 2 == 0 { 0.5 } else { -0.5 }),
+            qs: [if i % 7 == 0 { 127 } else { -128 }; 32],
+        });
+        let x = vec![1000.0f32; nb * 32];
+        check_backends(
+            select,
+            select_act,
+            &w,
+            &x,
+            SIMD_REL_BUDGET,
+            "q8_0 long rows",
+        );
     }
 
     #[test]
