@@ -1198,7 +1198,7 @@ pub(crate) mod dotprod {
     /// `*pa` valid for reading one block; NEON available.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
-    unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
+    pub(crate) unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
         let (h, y0, y1): (u16, int8x16_t, int8x16_t);
         // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the block.
         unsafe {
@@ -1210,36 +1210,66 @@ pub(crate) mod dotprod {
         (crate::f16conv::neon::h2f(h), y0, y1)
     }
 
-    /// The weight block at `*p` (quants 0–15 and 16–31), its f16 scale written
-    /// to lane `L` of `h`; advances `*p` by one block.
+    /// A weight format walked by [`dot4`]: reads one block at `*p` with
+    /// post-indexed loads (advancing `*p` by one block), writing its f16 scale
+    /// to lane `L` of `h` and returning its 32 weights as signed bytes
+    /// (elements 0–15, 16–31).
+    pub(crate) trait RowBlocks {
+        /// # Safety
+        /// `*p` valid for reading one block; NEON + dotprod available.
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t);
+    }
+
+    /// The f16 at `*p` into lane `L` of `h` (lane 0: a scalar load that clears
+    /// the other lanes, so no dependency on the previous block's scales;
+    /// lanes 1–3 insert); advances `*p` by 2.
     ///
     /// # Safety
-    /// `*p` valid for reading one block; NEON available.
-    #[target_feature(enable = "neon,dotprod")]
+    /// `*p` valid for reading 2 bytes.
+    #[target_feature(enable = "neon")]
     #[inline]
-    unsafe fn row_block<const L: usize>(
-        p: &mut *const u8,
-        h: &mut uint16x4_t,
-    ) -> (int8x16_t, int8x16_t) {
-        let (x0, x1): (int8x16_t, int8x16_t);
-        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the
-        // block. Lane 0 is a scalar load that clears the other lanes (no
-        // dependency on the previous block's scales); lanes 1–3 insert.
+    pub(crate) unsafe fn scale_lane<const L: usize>(p: &mut *const u8, h: &mut uint16x4_t) {
+        // SAFETY: per the caller: one post-indexed 2-byte load.
         unsafe {
             if L == 0 {
-                asm!("ldr {h:h}, [{p}], #2",
-                     "ldp {x0:q}, {x1:q}, [{p}], #32",
-                     p = inout(reg) *p, h = out(vreg) *h, x0 = out(vreg) x0, x1 = out(vreg) x1,
-                     options(pure, readonly, nostack, preserves_flags));
+                asm!(
+                    "ldr {h:h}, [{p}], #2",
+                    p = inout(reg) * p,
+                    h = out(vreg) * h,
+                    options(pure, readonly, nostack, preserves_flags)
+                );
             } else {
                 asm!("ld1 {{{h:v}.h}}[{l}], [{p}], #2",
-                     "ldp {x0:q}, {x1:q}, [{p}], #32",
                      l = const L, p = inout(reg) *p, h = inout(vreg) *h,
-                     x0 = out(vreg) x0, x1 = out(vreg) x1,
                      options(pure, readonly, nostack, preserves_flags));
             }
         }
-        (x0, x1)
+    }
+
+    /// Q8_0 rows for [`dot4`]: scale, then the 32 quants with one `ldp`.
+    pub(crate) struct Q8_0Rows;
+    impl RowBlocks for Q8_0Rows {
+        #[target_feature(enable = "neon,dotprod")]
+        #[inline]
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t) {
+            let (x0, x1): (int8x16_t, int8x16_t);
+            // SAFETY: per the trait contract: the 2 + 32 bytes of the block.
+            unsafe {
+                scale_lane::<L>(p, h);
+                asm!("ldp {x0:q}, {x1:q}, [{p}], #32",
+                     p = inout(reg) *p, x0 = out(vreg) x0, x1 = out(vreg) x1,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+            (x0, x1)
+        }
     }
 
     /// The running state of [`dot4`]: the four rows' `sdot` accumulators
@@ -1265,16 +1295,22 @@ pub(crate) mod dotprod {
     /// Each pointer valid for reading one block; NEON + dotprod available.
     #[target_feature(enable = "neon,dotprod")]
     #[inline]
-    unsafe fn block4(p: &mut [*const u8; 4], pa: &mut *const u8, st: &mut Four, k: usize) {
+    unsafe fn block4<T: RowBlocks>(
+        t: &T,
+        p: &mut [*const u8; 4],
+        pa: &mut *const u8,
+        st: &mut Four,
+        k: usize,
+    ) {
         // SAFETY: per the caller.
         unsafe {
             let (dy, y0, y1) = act_block(pa);
             let mut h = vdup_n_u16(0);
             let dot = |s, (x0, x1): (int8x16_t, int8x16_t)| sdot(sdot(s, x0, y0), x1, y1);
-            st.s[0] = dot(st.s[0], row_block::<0>(&mut p[0], &mut h));
-            st.s[1] = dot(st.s[1], row_block::<1>(&mut p[1], &mut h));
-            st.s[2] = dot(st.s[2], row_block::<2>(&mut p[2], &mut h));
-            st.s[3] = dot(st.s[3], row_block::<3>(&mut p[3], &mut h));
+            st.s[0] = dot(st.s[0], t.row_block::<0>(&mut p[0], &mut h));
+            st.s[1] = dot(st.s[1], t.row_block::<1>(&mut p[1], &mut h));
+            st.s[2] = dot(st.s[2], t.row_block::<2>(&mut p[2], &mut h));
+            st.s[3] = dot(st.s[3], t.row_block::<3>(&mut p[3], &mut h));
             let tot = vpaddq_s32(vpaddq_s32(st.s[0], st.s[1]), vpaddq_s32(st.s[2], st.s[3]));
             // Lane r = the exact integer dot of row r with this block.
             let s = vsubq_s32(tot, st.prev);
@@ -1287,15 +1323,23 @@ pub(crate) mod dotprod {
         }
     }
 
-    /// Q8_0 × Q8_0, four rows: the rows and the activations are walked with
-    /// post-indexed loads (two instructions per row and block, scale included),
-    /// the four rows' integer dots are reduced to one vector with `addp`, and
-    /// one `scvtf` and one FMA apply the scales of all four.
+    /// Four rows of a format whose scale is one f16 `d` (`x = d·q`) against
+    /// Q8_0 activations: the rows and the activations are walked with
+    /// post-indexed loads, the four rows' integer dots are reduced to one
+    /// vector with `addp`, and one `scvtf` and one FMA apply the scales of
+    /// all four.
     ///
     /// # Safety
     /// See [`super::RowsKernel`].
     #[target_feature(enable = "neon,dotprod")]
-    unsafe fn dot4(nb: usize, w: *const u8, row_bytes: usize, a: *const u8) -> [f32; 4] {
+    #[inline]
+    pub(crate) unsafe fn dot4<T: RowBlocks>(
+        t: &T,
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; 4] {
         let mut p: [*const u8; 4] = core::array::from_fn(|r| w.wrapping_add(r * row_bytes));
         let mut pa = a;
         let ahead = 4 * row_bytes + 512;
@@ -1309,17 +1353,17 @@ pub(crate) mod dotprod {
         unsafe {
             for _ in 0..nb / 2 {
                 // The same place in the next group of rows, 512 bytes ahead: one
-                // line per row per two blocks (68 bytes), so a line in 17 is
-                // left to the hardware (hints, never fault).
+                // line per row per two blocks (≤ 68 bytes), so at most a line in
+                // 17 is left to the hardware (hints, never fault).
                 for &pr in &p {
                     asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
                          options(nostack, preserves_flags, readonly));
                 }
-                block4(&mut p, &mut pa, &mut st, 0);
-                block4(&mut p, &mut pa, &mut st, 1);
+                block4(t, &mut p, &mut pa, &mut st, 0);
+                block4(t, &mut p, &mut pa, &mut st, 1);
             }
             if nb % 2 == 1 {
-                block4(&mut p, &mut pa, &mut st, 0);
+                block4(t, &mut p, &mut pa, &mut st, 0);
             }
         }
         let v = vaddq_f32(st.acc[0], st.acc[1]);
@@ -1345,7 +1389,7 @@ pub(crate) mod dotprod {
         let mut out = [0f32; R];
         if R == 4 {
             // SAFETY: per the caller.
-            out.copy_from_slice(&unsafe { dot4(nb, w, row_bytes, a) });
+            out.copy_from_slice(&unsafe { dot4(&Q8_0Rows, nb, w, row_bytes, a) });
         } else {
             // SAFETY: per the caller.
             out = unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) };
