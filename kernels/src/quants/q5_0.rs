@@ -221,16 +221,17 @@ mod avx512 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::arm::NeonBlock;
+    use crate::quants::q8_0::arm::{scale_lane, NeonBlock, RowBlocks};
     use core::arch::aarch64::*;
+    use core::arch::asm;
     /// Byte `i` of the table picks byte `i/8` of the broadcast `qh` (first 16
     /// elements from bytes 0–1, the next 16 from bytes 2–3)…
-    pub(super) static SPREAD: [u8; 32] = [
+    static SPREAD: [u8; 32] = [
         0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
     ];
     /// …and keeps bit `i mod 8` of it.
-    pub(super) static BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    static BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
 
     /// The 32 bits at `p` as bytes: 0xFF where the bit is set.
     ///
@@ -292,38 +293,33 @@ pub(crate) mod neon {
         }
     }
 
-    /// `R` rows through the shared NEON driver.
-    ///
-    /// # Safety
-    /// See [`crate::quants::q8_0::RowsKernel`].
-    #[target_feature(enable = "neon")]
-    pub(super) unsafe fn dot_rows<const R: usize>(
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_0, R>(nb, w, row_bytes, a) }
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-mod dotprod {
-    use crate::quants::q8_0::dotprod::{dot4, scale_lane, RowBlocks};
-    use core::arch::aarch64::*;
-    use core::arch::asm;
-
     /// Q5_0 rows for the four-row kernel, with the decode tables in registers.
-    struct Q5_0Rows {
-        spread_lo: uint8x16_t,
-        spread_hi: uint8x16_t,
-        bit: uint8x16_t,
-        low4: uint8x16_t,
+    pub(super) struct Q5_0Rows {
+        pub(super) spread_lo: uint8x16_t,
+        pub(super) spread_hi: uint8x16_t,
+        pub(super) bit: uint8x16_t,
+        pub(super) low4: uint8x16_t,
+    }
+
+    impl Q5_0Rows {
+        /// The tables, loaded.
+        #[target_feature(enable = "neon")]
+        #[inline]
+        pub(super) fn new() -> Q5_0Rows {
+            // SAFETY: the tables are 32 and 16 bytes.
+            unsafe {
+                Q5_0Rows {
+                    spread_lo: vld1q_u8(SPREAD.as_ptr()),
+                    spread_hi: vld1q_u8(SPREAD.as_ptr().add(16)),
+                    bit: vld1q_u8(BIT.as_ptr()),
+                    low4: vdupq_n_u8(0x0f),
+                }
+            }
+        }
     }
 
     impl RowBlocks for Q5_0Rows {
-        #[target_feature(enable = "neon,dotprod")]
+        #[target_feature(enable = "neon")]
         #[inline]
         unsafe fn row_block<const L: usize>(
             &self,
@@ -353,6 +349,37 @@ mod dotprod {
     }
 
     /// `R` rows: groups of four through the post-indexed four-row kernel,
+    /// others through the shared NEON driver.
+    ///
+    /// # Safety
+    /// See [`crate::quants::q8_0::RowsKernel`].
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn dot_rows<const R: usize>(
+        nb: usize,
+        w: *const u8,
+        row_bytes: usize,
+        a: *const u8,
+    ) -> [f32; R] {
+        let mut out = [0f32; R];
+        if R == 4 {
+            let t = Q5_0Rows::new();
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe {
+                crate::quants::q8_0::arm::dot4_neon(&t, nb, w, row_bytes, a)
+            });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_0, R>(nb, w, row_bytes, a) };
+        }
+        out
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod dotprod {
+    use crate::quants::q8_0::arm::dot4_dotprod;
+
+    /// `R` rows: groups of four through the post-indexed four-row kernel,
     /// others through the shared NEON+dotprod driver.
     ///
     /// # Safety
@@ -366,18 +393,9 @@ mod dotprod {
     ) -> [f32; R] {
         let mut out = [0f32; R];
         if R == 4 {
-            use super::neon::{BIT, SPREAD};
-            // SAFETY: the tables are 32 and 16 bytes.
-            let t = unsafe {
-                Q5_0Rows {
-                    spread_lo: vld1q_u8(SPREAD.as_ptr()),
-                    spread_hi: vld1q_u8(SPREAD.as_ptr().add(16)),
-                    bit: vld1q_u8(BIT.as_ptr()),
-                    low4: vdupq_n_u8(0x0f),
-                }
-            };
+            let t = super::neon::Q5_0Rows::new();
             // SAFETY: per the caller.
-            out.copy_from_slice(&unsafe { dot4(&t, nb, w, row_bytes, a) });
+            out.copy_from_slice(&unsafe { dot4_dotprod(&t, nb, w, row_bytes, a) });
         } else {
             // SAFETY: per the caller.
             out = unsafe {

@@ -850,8 +850,17 @@ pub(crate) mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { super::arm::drive_neon::<Q8_0, R>(nb, w, row_bytes, a) }
+        let mut out = [0f32; R];
+        if R == 4 {
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe {
+                super::arm::dot4_neon(&super::arm::Q8_0Rows, nb, w, row_bytes, a)
+            });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { super::arm::drive_neon::<Q8_0, R>(nb, w, row_bytes, a) };
+        }
+        out
     }
 
     /// One activation block with x86 ggml's arithmetic (`vcvtnq` rounds half to
@@ -1038,6 +1047,232 @@ pub(crate) mod arm {
         }
     }
 
+    /// The activation block at `*pa` (`d` as f32, quants 0–15 and 16–31);
+    /// advances `*pa` by one block.
+    ///
+    /// # Safety
+    /// `*pa` valid for reading one block; NEON available.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
+        let (h, y0, y1): (u16, int8x16_t, int8x16_t);
+        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the block.
+        unsafe {
+            asm!("ldr {h:h}, [{p}], #2",
+                 "ldp {y0:q}, {y1:q}, [{p}], #32",
+                 p = inout(reg) *pa, h = out(vreg) h, y0 = out(vreg) y0, y1 = out(vreg) y1,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+        (crate::f16conv::neon::h2f(h), y0, y1)
+    }
+
+    /// A weight format walked by the four-row kernels ([`dot4_dotprod`], [`dot4_neon`]): reads one block at `*p` with
+    /// post-indexed loads (advancing `*p` by one block), writing its f16 scale
+    /// to lane `L` of `h` and returning its 32 weights as signed bytes
+    /// (elements 0–15, 16–31).
+    pub(crate) trait RowBlocks {
+        /// # Safety
+        /// `*p` valid for reading one block; NEON available.
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t);
+    }
+
+    /// The f16 at `*p` into lane `L` of `h` (lane 0: a scalar load that clears
+    /// the other lanes, so no dependency on the previous block's scales;
+    /// lanes 1–3 insert); advances `*p` by 2.
+    ///
+    /// # Safety
+    /// `*p` valid for reading 2 bytes.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn scale_lane<const L: usize>(p: &mut *const u8, h: &mut uint16x4_t) {
+        // SAFETY: per the caller: one post-indexed 2-byte load.
+        unsafe {
+            if L == 0 {
+                asm!(
+                    "ldr {h:h}, [{p}], #2",
+                    p = inout(reg) * p,
+                    h = out(vreg) * h,
+                    options(pure, readonly, nostack, preserves_flags)
+                );
+            } else {
+                asm!("ld1 {{{h:v}.h}}[{l}], [{p}], #2",
+                     l = const L, p = inout(reg) *p, h = inout(vreg) *h,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+        }
+    }
+
+    /// Q8_0 rows for [`dot4`]: scale, then the 32 quants with one `ldp`.
+    pub(crate) struct Q8_0Rows;
+    impl RowBlocks for Q8_0Rows {
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t) {
+            let (x0, x1): (int8x16_t, int8x16_t);
+            // SAFETY: per the trait contract: the 2 + 32 bytes of the block.
+            unsafe {
+                scale_lane::<L>(p, h);
+                asm!("ldp {x0:q}, {x1:q}, [{p}], #32",
+                     p = inout(reg) *p, x0 = out(vreg) x0, x1 = out(vreg) x1,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+            (x0, x1)
+        }
+    }
+
+    /// The running state of the four-row kernels: the four rows' `sdot` accumulators
+    /// (never cleared: each row's i32 lanes hold the running sums of its
+    /// blocks), their `addp` reduction after the previous block, and two f32
+    /// accumulators (even and odd blocks), lane r = row r.
+    struct Four {
+        s: [int32x4_t; 4],
+        prev: int32x4_t,
+        acc: [float32x4_t; 2],
+    }
+
+    // The four-row kernel, stamped for NEON (`$dot` the `smull`/`sadalp` dot,
+    // fresh each block: `$cumulative` false) and for dotprod (`sdot` into the
+    // rows' never-cleared sums: `$cumulative` true).
+    macro_rules! four_rows {
+        ($dot4:ident, $block4:ident, $features:literal, $cumulative:literal, $dot:path) => {
+        /// One block of four rows: the integer dot of each row with the
+        /// activation block, times `d_x·d_y`, into `acc[k]`.
+        ///
+        /// The block's dots are `addp(addp(s0,s1),addp(s2,s3))` after the block
+        /// minus the same before it: `sdot` and `addp` are linear, and i32 wraps,
+        /// so the difference is exact (each block's sum is below 2¹⁹) however
+        /// long the row; this replaces four register clears per block by one
+        /// subtraction.
+        ///
+        /// # Safety
+        /// Each pointer valid for reading one block; the CPU has `$features`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn $block4<T: RowBlocks>(
+            t: &T,
+            p: &mut [*const u8; 4],
+            pa: &mut *const u8,
+            st: &mut Four,
+            k: usize,
+        ) {
+            // SAFETY: per the caller.
+            unsafe {
+                let (dy, y0, y1) = act_block(pa);
+                let mut h = vdup_n_u16(0);
+                let dot = |s, (x0, x1): (int8x16_t, int8x16_t)| $dot(s, x0, x1, y0, y1);
+                st.s[0] = dot(st.s[0], t.row_block::<0>(&mut p[0], &mut h));
+                st.s[1] = dot(st.s[1], t.row_block::<1>(&mut p[1], &mut h));
+                st.s[2] = dot(st.s[2], t.row_block::<2>(&mut p[2], &mut h));
+                st.s[3] = dot(st.s[3], t.row_block::<3>(&mut p[3], &mut h));
+                let tot = vpaddq_s32(vpaddq_s32(st.s[0], st.s[1]), vpaddq_s32(st.s[2], st.s[3]));
+                // Lane r = the exact integer dot of row r with this block.
+                let s = if $cumulative {
+                    let s = vsubq_s32(tot, st.prev);
+                    st.prev = tot;
+                    s
+                } else {
+                    tot
+                };
+                let f: float32x4_t;
+                // SAFETY: `fcvtl` is an ARMv8.0 Advanced SIMD instruction on registers only.
+                asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = out(vreg) f,
+                     options(pure, nomem, nostack, preserves_flags));
+                st.acc[k] = vfmaq_f32(st.acc[k], vcvtq_f32_s32(s), vmulq_n_f32(f, dy));
+            }
+        }
+
+        /// Four rows of a format whose scale is one f16 `d` (`x = d·q`) against
+        /// Q8_0 activations: the rows and the activations are walked with
+        /// post-indexed loads, the four rows' integer dots are reduced to one
+        /// vector with `addp`, and one `scvtf` and one FMA apply the scales of
+        /// all four.
+        ///
+        /// # Safety
+        /// See [`super::RowsKernel`].
+        #[target_feature(enable = $features)]
+        #[inline]
+        pub(crate) unsafe fn $dot4<T: RowBlocks>(
+            t: &T,
+            nb: usize,
+            w: *const u8,
+            row_bytes: usize,
+            a: *const u8,
+        ) -> [f32; 4] {
+            let mut p: [*const u8; 4] = core::array::from_fn(|r| w.wrapping_add(r * row_bytes));
+            let mut pa = a;
+            let ahead = 4 * row_bytes + 512;
+            let mut st = Four {
+                s: [vdupq_n_s32(0); 4],
+                prev: vdupq_n_s32(0),
+                acc: [vdupq_n_f32(0.0); 2],
+            };
+            // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
+            // block4 call consumes one.
+            unsafe {
+                for _ in 0..nb / 2 {
+                    // The same place in the next group of rows, 512 bytes ahead: one
+                    // line per row per two blocks (≤ 68 bytes), so at most a line in
+                    // 17 is left to the hardware (hints, never fault).
+                    for &pr in &p {
+                        asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
+                             options(nostack, preserves_flags, readonly));
+                    }
+                    $block4(t, &mut p, &mut pa, &mut st, 0);
+                    $block4(t, &mut p, &mut pa, &mut st, 1);
+                }
+                if nb % 2 == 1 {
+                    $block4(t, &mut p, &mut pa, &mut st, 0);
+                }
+            }
+            let v = vaddq_f32(st.acc[0], st.acc[1]);
+            [
+                vgetq_lane_f32::<0>(v),
+                vgetq_lane_f32::<1>(v),
+                vgetq_lane_f32::<2>(v),
+                vgetq_lane_f32::<3>(v),
+            ]
+        }
+        };
+    }
+
+    /// `sdot` of a block into the running sums `s`.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    fn sdot_acc(
+        s: int32x4_t,
+        x0: int8x16_t,
+        x1: int8x16_t,
+        y0: int8x16_t,
+        y1: int8x16_t,
+    ) -> int32x4_t {
+        use super::dotprod::sdot;
+        sdot(sdot(s, x0, y0), x1, y1)
+    }
+
+    /// A block's dot on ARMv8.0 (`s` unused: no running sums).
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn dot_fresh(
+        _: int32x4_t,
+        x0: int8x16_t,
+        x1: int8x16_t,
+        y0: int8x16_t,
+        y1: int8x16_t,
+    ) -> int32x4_t {
+        super::neon::dot_i8x32(x0, x1, y0, y1)
+    }
+
+    four_rows!(dot4_neon, block4_neon, "neon", false, dot_fresh);
+    four_rows!(dot4_dotprod, block4_dotprod, "neon,dotprod", true, sdot_acc);
+
     // Two shapes of step. One row (R = 1): the 4 lanes of the block's integer
     // dot are converted and scaled by one FMA into the row's accumulator, whose
     // lanes are summed at the end. Groups of four rows (R a multiple of 4):
@@ -1191,190 +1426,6 @@ pub(crate) mod dotprod {
         acc
     }
 
-    /// The activation block at `*pa` (`d` as f32, quants 0–15 and 16–31);
-    /// advances `*pa` by one block.
-    ///
-    /// # Safety
-    /// `*pa` valid for reading one block; NEON available.
-    #[target_feature(enable = "neon,dotprod")]
-    #[inline]
-    pub(crate) unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
-        let (h, y0, y1): (u16, int8x16_t, int8x16_t);
-        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the block.
-        unsafe {
-            asm!("ldr {h:h}, [{p}], #2",
-                 "ldp {y0:q}, {y1:q}, [{p}], #32",
-                 p = inout(reg) *pa, h = out(vreg) h, y0 = out(vreg) y0, y1 = out(vreg) y1,
-                 options(pure, readonly, nostack, preserves_flags));
-        }
-        (crate::f16conv::neon::h2f(h), y0, y1)
-    }
-
-    /// A weight format walked by [`dot4`]: reads one block at `*p` with
-    /// post-indexed loads (advancing `*p` by one block), writing its f16 scale
-    /// to lane `L` of `h` and returning its 32 weights as signed bytes
-    /// (elements 0–15, 16–31).
-    pub(crate) trait RowBlocks {
-        /// # Safety
-        /// `*p` valid for reading one block; NEON + dotprod available.
-        unsafe fn row_block<const L: usize>(
-            &self,
-            p: &mut *const u8,
-            h: &mut uint16x4_t,
-        ) -> (int8x16_t, int8x16_t);
-    }
-
-    /// The f16 at `*p` into lane `L` of `h` (lane 0: a scalar load that clears
-    /// the other lanes, so no dependency on the previous block's scales;
-    /// lanes 1–3 insert); advances `*p` by 2.
-    ///
-    /// # Safety
-    /// `*p` valid for reading 2 bytes.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    pub(crate) unsafe fn scale_lane<const L: usize>(p: &mut *const u8, h: &mut uint16x4_t) {
-        // SAFETY: per the caller: one post-indexed 2-byte load.
-        unsafe {
-            if L == 0 {
-                asm!(
-                    "ldr {h:h}, [{p}], #2",
-                    p = inout(reg) * p,
-                    h = out(vreg) * h,
-                    options(pure, readonly, nostack, preserves_flags)
-                );
-            } else {
-                asm!("ld1 {{{h:v}.h}}[{l}], [{p}], #2",
-                     l = const L, p = inout(reg) *p, h = inout(vreg) *h,
-                     options(pure, readonly, nostack, preserves_flags));
-            }
-        }
-    }
-
-    /// Q8_0 rows for [`dot4`]: scale, then the 32 quants with one `ldp`.
-    pub(crate) struct Q8_0Rows;
-    impl RowBlocks for Q8_0Rows {
-        #[target_feature(enable = "neon,dotprod")]
-        #[inline]
-        unsafe fn row_block<const L: usize>(
-            &self,
-            p: &mut *const u8,
-            h: &mut uint16x4_t,
-        ) -> (int8x16_t, int8x16_t) {
-            let (x0, x1): (int8x16_t, int8x16_t);
-            // SAFETY: per the trait contract: the 2 + 32 bytes of the block.
-            unsafe {
-                scale_lane::<L>(p, h);
-                asm!("ldp {x0:q}, {x1:q}, [{p}], #32",
-                     p = inout(reg) *p, x0 = out(vreg) x0, x1 = out(vreg) x1,
-                     options(pure, readonly, nostack, preserves_flags));
-            }
-            (x0, x1)
-        }
-    }
-
-    /// The running state of [`dot4`]: the four rows' `sdot` accumulators
-    /// (never cleared: each row's i32 lanes hold the running sums of its
-    /// blocks), their `addp` reduction after the previous block, and two f32
-    /// accumulators (even and odd blocks), lane r = row r.
-    struct Four {
-        s: [int32x4_t; 4],
-        prev: int32x4_t,
-        acc: [float32x4_t; 2],
-    }
-
-    /// One block of four rows: the integer dot of each row with the
-    /// activation block, times `d_x·d_y`, into `acc[k]`.
-    ///
-    /// The block's dots are `addp(addp(s0,s1),addp(s2,s3))` after the block
-    /// minus the same before it: `sdot` and `addp` are linear, and i32 wraps,
-    /// so the difference is exact (each block's sum is below 2¹⁹) however
-    /// long the row; this replaces four register clears per block by one
-    /// subtraction.
-    ///
-    /// # Safety
-    /// Each pointer valid for reading one block; NEON + dotprod available.
-    #[target_feature(enable = "neon,dotprod")]
-    #[inline]
-    unsafe fn block4<T: RowBlocks>(
-        t: &T,
-        p: &mut [*const u8; 4],
-        pa: &mut *const u8,
-        st: &mut Four,
-        k: usize,
-    ) {
-        // SAFETY: per the caller.
-        unsafe {
-            let (dy, y0, y1) = act_block(pa);
-            let mut h = vdup_n_u16(0);
-            let dot = |s, (x0, x1): (int8x16_t, int8x16_t)| sdot(sdot(s, x0, y0), x1, y1);
-            st.s[0] = dot(st.s[0], t.row_block::<0>(&mut p[0], &mut h));
-            st.s[1] = dot(st.s[1], t.row_block::<1>(&mut p[1], &mut h));
-            st.s[2] = dot(st.s[2], t.row_block::<2>(&mut p[2], &mut h));
-            st.s[3] = dot(st.s[3], t.row_block::<3>(&mut p[3], &mut h));
-            let tot = vpaddq_s32(vpaddq_s32(st.s[0], st.s[1]), vpaddq_s32(st.s[2], st.s[3]));
-            // Lane r = the exact integer dot of row r with this block.
-            let s = vsubq_s32(tot, st.prev);
-            st.prev = tot;
-            let f: float32x4_t;
-            // SAFETY: `fcvtl` is an ARMv8.0 Advanced SIMD instruction on registers only.
-            asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = out(vreg) f,
-                 options(pure, nomem, nostack, preserves_flags));
-            st.acc[k] = vfmaq_f32(st.acc[k], vcvtq_f32_s32(s), vmulq_n_f32(f, dy));
-        }
-    }
-
-    /// Four rows of a format whose scale is one f16 `d` (`x = d·q`) against
-    /// Q8_0 activations: the rows and the activations are walked with
-    /// post-indexed loads, the four rows' integer dots are reduced to one
-    /// vector with `addp`, and one `scvtf` and one FMA apply the scales of
-    /// all four.
-    ///
-    /// # Safety
-    /// See [`super::RowsKernel`].
-    #[target_feature(enable = "neon,dotprod")]
-    #[inline]
-    pub(crate) unsafe fn dot4<T: RowBlocks>(
-        t: &T,
-        nb: usize,
-        w: *const u8,
-        row_bytes: usize,
-        a: *const u8,
-    ) -> [f32; 4] {
-        let mut p: [*const u8; 4] = core::array::from_fn(|r| w.wrapping_add(r * row_bytes));
-        let mut pa = a;
-        let ahead = 4 * row_bytes + 512;
-        let mut st = Four {
-            s: [vdupq_n_s32(0); 4],
-            prev: vdupq_n_s32(0),
-            acc: [vdupq_n_f32(0.0); 2],
-        };
-        // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
-        // block4 call consumes one.
-        unsafe {
-            for _ in 0..nb / 2 {
-                // The same place in the next group of rows, 512 bytes ahead: one
-                // line per row per two blocks (≤ 68 bytes), so at most a line in
-                // 17 is left to the hardware (hints, never fault).
-                for &pr in &p {
-                    asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
-                         options(nostack, preserves_flags, readonly));
-                }
-                block4(t, &mut p, &mut pa, &mut st, 0);
-                block4(t, &mut p, &mut pa, &mut st, 1);
-            }
-            if nb % 2 == 1 {
-                block4(t, &mut p, &mut pa, &mut st, 0);
-            }
-        }
-        let v = vaddq_f32(st.acc[0], st.acc[1]);
-        [
-            vgetq_lane_f32::<0>(v),
-            vgetq_lane_f32::<1>(v),
-            vgetq_lane_f32::<2>(v),
-            vgetq_lane_f32::<3>(v),
-        ]
-    }
-
     /// Q8_0 × Q8_0, `R` rows.
     ///
     /// # Safety
@@ -1389,7 +1440,9 @@ pub(crate) mod dotprod {
         let mut out = [0f32; R];
         if R == 4 {
             // SAFETY: per the caller.
-            out.copy_from_slice(&unsafe { dot4(&Q8_0Rows, nb, w, row_bytes, a) });
+            out.copy_from_slice(&unsafe {
+                super::arm::dot4_dotprod(&super::arm::Q8_0Rows, nb, w, row_bytes, a)
+            });
         } else {
             // SAFETY: per the caller.
             out = unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) };
