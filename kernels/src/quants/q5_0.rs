@@ -319,6 +319,7 @@ pub(crate) mod neon {
     }
 
     impl RowBlocks for Q5_0Rows {
+        const PAIRS: bool = false;
         #[target_feature(enable = "neon")]
         #[inline]
         unsafe fn row_block<const L: usize>(

@@ -1071,6 +1071,9 @@ pub(crate) mod arm {
     /// to lane `L` of `h` and returning its 32 weights as signed bytes
     /// (elements 0–15, 16–31).
     pub(crate) trait RowBlocks {
+        /// Whether the kernel's loop takes two blocks per iteration (two
+        /// interleaved decodes can run out of registers: Q5_0's spill).
+        const PAIRS: bool = true;
         /// # Safety
         /// `*p` valid for reading one block; NEON available.
         unsafe fn row_block<const L: usize>(
@@ -1216,20 +1219,35 @@ pub(crate) mod arm {
             };
             // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
             // block4 call consumes one.
-            unsafe {
-                for _ in 0..nb / 2 {
-                    // The same place in the next group of rows, 512 bytes ahead: one
-                    // line per row per two blocks (≤ 68 bytes), so at most a line in
-                    // 17 is left to the hardware (hints, never fault).
-                    for &pr in &p {
+            // The same place in the next group of rows, 512 bytes ahead: one
+            // line per row per iteration (hints, never fault). Two Q8_0 blocks
+            // are 68 bytes, so at most a line in 17 is left to the hardware.
+            let prefetch = |p: &[*const u8; 4]| {
+                for &pr in p {
+                    // SAFETY: a prefetch hint reads nothing and cannot fault.
+                    unsafe {
                         asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
                              options(nostack, preserves_flags, readonly));
                     }
-                    $block4(t, &mut p, &mut pa, &mut st, 0);
-                    $block4(t, &mut p, &mut pa, &mut st, 1);
                 }
-                if nb % 2 == 1 {
-                    $block4(t, &mut p, &mut pa, &mut st, 0);
+            };
+            // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
+            // block4 call consumes one.
+            unsafe {
+                if T::PAIRS {
+                    for _ in 0..nb / 2 {
+                        prefetch(&p);
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                        $block4(t, &mut p, &mut pa, &mut st, 1);
+                    }
+                    if nb % 2 == 1 {
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                    }
+                } else {
+                    for _ in 0..nb {
+                        prefetch(&p);
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                    }
                 }
             }
             let v = vaddq_f32(st.acc[0], st.acc[1]);
