@@ -221,8 +221,9 @@ mod avx512 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
     use super::{ACT_BYTES, BLOCK_BYTES};
-    use crate::quants::q8_0::arm::NeonBlock;
+    use crate::quants::q8_0::arm::{scale_lane, NeonBlock, RowBlocks};
     use core::arch::aarch64::*;
+    use core::arch::asm;
     /// Byte `i` of the table picks byte `i/8` of the broadcast `qh` (first 16
     /// elements from bytes 0–1, the next 16 from bytes 2–3)…
     static SPREAD: [u8; 32] = [
@@ -249,6 +250,24 @@ pub(crate) mod neon {
         }
     }
 
+    /// [`bits_32`] of the complement of the 32 bits at `p`: 0xFF where the
+    /// bit is clear.
+    ///
+    /// # Safety
+    /// `p` valid for reading 4 bytes.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn not_bits_32(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+        // SAFETY: per the caller; the tables are 16/32 bytes.
+        unsafe {
+            let v = vreinterpretq_u8_u32(vdupq_n_u32(!(p as *const u32).read_unaligned()));
+            let bit = vld1q_u8(BIT.as_ptr());
+            let lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(SPREAD.as_ptr())), bit);
+            let hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(SPREAD.as_ptr().add(16))), bit);
+            (lo, hi)
+        }
+    }
+
     pub(super) struct Q5_0;
     impl NeonBlock for Q5_0 {
         const W_BYTES: usize = BLOCK_BYTES;
@@ -260,21 +279,78 @@ pub(crate) mod neon {
         unsafe fn decode(wb: *const u8) -> (int8x16_t, int8x16_t) {
             // SAFETY: per the trait contract (one whole block at `wb`).
             unsafe {
-                let (hl, hh) = bits_32(wb.add(2));
+                // 0xFF where the high bit is clear: the spread of `!qh`.
+                let (nl, nh) = not_bits_32(wb.add(2));
                 let v = vld1q_u8(wb.add(6));
-                let lo = vandq_u8(v, vdupq_n_u8(0x0f));
-                let hi = vshrq_n_u8::<4>(v);
-                // nibble | (h ? 0 : 0xF0), read as i8, is q - 16.
-                let f0 = vdupq_n_u8(0xf0);
+                // nibble | (h ? 0 : 0xF0), read as i8, is q - 16: the low
+                // nibbles inserted under the mask's high nibble (`bit`), the
+                // high nibbles shifted into it (`sri`).
                 (
-                    vreinterpretq_s8_u8(vorrq_u8(lo, vbicq_u8(f0, hl))),
-                    vreinterpretq_s8_u8(vorrq_u8(hi, vbicq_u8(f0, hh))),
+                    vreinterpretq_s8_u8(vbslq_u8(vdupq_n_u8(0x0f), v, nl)),
+                    vreinterpretq_s8_u8(vsriq_n_u8::<4>(nh, v)),
                 )
             }
         }
     }
 
-    /// `R` rows through the shared NEON driver.
+    /// Q5_0 rows for the four-row kernel, with the decode tables in registers.
+    pub(super) struct Q5_0Rows {
+        pub(super) spread_lo: uint8x16_t,
+        pub(super) spread_hi: uint8x16_t,
+        pub(super) bit: uint8x16_t,
+        pub(super) low4: uint8x16_t,
+    }
+
+    impl Q5_0Rows {
+        /// The tables, loaded.
+        #[target_feature(enable = "neon")]
+        #[inline]
+        pub(super) fn new() -> Q5_0Rows {
+            // SAFETY: the tables are 32 and 16 bytes.
+            unsafe {
+                Q5_0Rows {
+                    spread_lo: vld1q_u8(SPREAD.as_ptr()),
+                    spread_hi: vld1q_u8(SPREAD.as_ptr().add(16)),
+                    bit: vld1q_u8(BIT.as_ptr()),
+                    low4: vdupq_n_u8(0x0f),
+                }
+            }
+        }
+    }
+
+    impl RowBlocks for Q5_0Rows {
+        const PAIRS: bool = false;
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t) {
+            let (qh, qs): (uint8x16_t, uint8x16_t);
+            // SAFETY: per the trait contract: the 2 + 4 + 16 bytes of the block
+            // (`ld1r` has no alignment need).
+            unsafe {
+                scale_lane::<L>(p, h);
+                asm!("ld1r {{{qh:v}.4s}}, [{p}], #4",
+                     "ldr {qs:q}, [{p}], #16",
+                     p = inout(reg) *p, qh = out(vreg) qh, qs = out(vreg) qs,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+            // 0xFF where the high bit is clear; then nibble | (h ? 0 : 0xF0),
+            // read as i8, is q - 16 (as in the NEON decode).
+            let n = vmvnq_u8(qh);
+            let nl = vtstq_u8(vqtbl1q_u8(n, self.spread_lo), self.bit);
+            let nh = vtstq_u8(vqtbl1q_u8(n, self.spread_hi), self.bit);
+            (
+                vreinterpretq_s8_u8(vbslq_u8(self.low4, qs, nl)),
+                vreinterpretq_s8_u8(vsriq_n_u8::<4>(nh, qs)),
+            )
+        }
+    }
+
+    /// `R` rows: groups of four through the post-indexed four-row kernel,
+    /// others through the shared NEON driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -285,14 +361,27 @@ pub(crate) mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_0, R>(nb, w, row_bytes, a) }
+        let mut out = [0f32; R];
+        if R == 4 {
+            let t = Q5_0Rows::new();
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe {
+                crate::quants::q8_0::arm::dot4_neon(&t, nb, w, row_bytes, a)
+            });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { crate::quants::q8_0::arm::drive_neon::<Q5_0, R>(nb, w, row_bytes, a) };
+        }
+        out
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod dotprod {
-    /// `R` rows through the shared NEON+dotprod driver.
+    use crate::quants::q8_0::arm::dot4_dotprod;
+
+    /// `R` rows: groups of four through the post-indexed four-row kernel,
+    /// others through the shared NEON+dotprod driver.
     ///
     /// # Safety
     /// See [`crate::quants::q8_0::RowsKernel`].
@@ -303,10 +392,18 @@ mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe {
-            crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q5_0, R>(nb, w, row_bytes, a)
+        let mut out = [0f32; R];
+        if R == 4 {
+            let t = super::neon::Q5_0Rows::new();
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe { dot4_dotprod(&t, nb, w, row_bytes, a) });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe {
+                crate::quants::q8_0::arm::drive_dotprod::<super::neon::Q5_0, R>(nb, w, row_bytes, a)
+            };
         }
+        out
     }
 }
 

@@ -850,8 +850,17 @@ pub(crate) mod neon {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { super::arm::drive_neon::<Q8_0, R>(nb, w, row_bytes, a) }
+        let mut out = [0f32; R];
+        if R == 4 {
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe {
+                super::arm::dot4_neon(&super::arm::Q8_0Rows, nb, w, row_bytes, a)
+            });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { super::arm::drive_neon::<Q8_0, R>(nb, w, row_bytes, a) };
+        }
+        out
     }
 
     /// One activation block with x86 ggml's arithmetic (`vcvtnq` rounds half to
@@ -1014,20 +1023,23 @@ pub(crate) mod arm {
 
     /// Prefetch (to L2) the `span` bytes at the same offset of the next group of
     /// `R` rows, plus 512 bytes. `prfm` is a hint that never faults, hence
-    /// `wrapping_add` past the end of the matrix.
+    /// `wrapping_add` past the end of the matrix. The register-offset form
+    /// (`prfm [row, off]`) reuses the row addresses the loads already hold, so
+    /// a prefetch costs one instruction.
     #[inline(always)]
     pub(crate) fn prefetch_next_group<const R: usize>(
         wb: *const u8,
         row_bytes: usize,
         span: usize,
     ) {
+        let ahead = R * row_bytes + 512;
         for r in 0..R {
-            let p = wb.wrapping_add((R + r) * row_bytes + 512);
+            let p = wb.wrapping_add(r * row_bytes);
             let mut off = 0;
             while off < span {
                 // SAFETY: a prefetch hint reads nothing and cannot fault.
                 unsafe {
-                    asm!("prfm pldl2keep, [{p}]", p = in(reg) p.wrapping_add(off),
+                    asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) p, o = in(reg) ahead + off,
                          options(nostack, preserves_flags, readonly));
                 }
                 off += 64;
@@ -1035,6 +1047,257 @@ pub(crate) mod arm {
         }
     }
 
+    /// The activation block at `*pa` (`d` as f32, quants 0–15 and 16–31);
+    /// advances `*pa` by one block.
+    ///
+    /// # Safety
+    /// `*pa` valid for reading one block; NEON available.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn act_block(pa: &mut *const u8) -> (f32, int8x16_t, int8x16_t) {
+        let (h, y0, y1): (u16, int8x16_t, int8x16_t);
+        // SAFETY: per the caller: post-indexed loads of the 2 + 32 bytes of the block.
+        unsafe {
+            asm!("ldr {h:h}, [{p}], #2",
+                 "ldp {y0:q}, {y1:q}, [{p}], #32",
+                 p = inout(reg) *pa, h = out(vreg) h, y0 = out(vreg) y0, y1 = out(vreg) y1,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+        (crate::f16conv::neon::h2f(h), y0, y1)
+    }
+
+    /// A weight format walked by the four-row kernels ([`dot4_dotprod`], [`dot4_neon`]): reads one block at `*p` with
+    /// post-indexed loads (advancing `*p` by one block), writing its f16 scale
+    /// to lane `L` of `h` and returning its 32 weights as signed bytes
+    /// (elements 0–15, 16–31).
+    pub(crate) trait RowBlocks {
+        /// Whether the kernel's loop takes two blocks per iteration (two
+        /// interleaved decodes can run out of registers: Q5_0's spill).
+        const PAIRS: bool = true;
+        /// # Safety
+        /// `*p` valid for reading one block; NEON available.
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t);
+    }
+
+    /// The f16 at `*p` into lane `L` of `h` (lane 0: a scalar load that clears
+    /// the other lanes, so no dependency on the previous block's scales;
+    /// lanes 1–3 insert); advances `*p` by 2.
+    ///
+    /// # Safety
+    /// `*p` valid for reading 2 bytes.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    pub(crate) unsafe fn scale_lane<const L: usize>(p: &mut *const u8, h: &mut uint16x4_t) {
+        // SAFETY: per the caller: one post-indexed 2-byte load.
+        unsafe {
+            if L == 0 {
+                asm!(
+                    "ldr {h:h}, [{p}], #2",
+                    p = inout(reg) * p,
+                    h = out(vreg) * h,
+                    options(pure, readonly, nostack, preserves_flags)
+                );
+            } else {
+                asm!("ld1 {{{h:v}.h}}[{l}], [{p}], #2",
+                     l = const L, p = inout(reg) *p, h = inout(vreg) *h,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+        }
+    }
+
+    /// Q8_0 rows for [`dot4`]: scale, then the 32 quants with one `ldp`.
+    pub(crate) struct Q8_0Rows;
+    impl RowBlocks for Q8_0Rows {
+        #[target_feature(enable = "neon")]
+        #[inline]
+        unsafe fn row_block<const L: usize>(
+            &self,
+            p: &mut *const u8,
+            h: &mut uint16x4_t,
+        ) -> (int8x16_t, int8x16_t) {
+            let (x0, x1): (int8x16_t, int8x16_t);
+            // SAFETY: per the trait contract: the 2 + 32 bytes of the block.
+            unsafe {
+                scale_lane::<L>(p, h);
+                asm!("ldp {x0:q}, {x1:q}, [{p}], #32",
+                     p = inout(reg) *p, x0 = out(vreg) x0, x1 = out(vreg) x1,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+            (x0, x1)
+        }
+    }
+
+    /// The running state of the four-row kernels: the four rows' `sdot` accumulators
+    /// (never cleared: each row's i32 lanes hold the running sums of its
+    /// blocks), their `addp` reduction after the previous block, and two f32
+    /// accumulators (even and odd blocks), lane r = row r.
+    struct Four {
+        s: [int32x4_t; 4],
+        prev: int32x4_t,
+        acc: [float32x4_t; 2],
+    }
+
+    // The four-row kernel, stamped for NEON (`$dot` the `smull`/`sadalp` dot,
+    // fresh each block: `$cumulative` false) and for dotprod (`sdot` into the
+    // rows' never-cleared sums: `$cumulative` true).
+    macro_rules! four_rows {
+        ($dot4:ident, $block4:ident, $features:literal, $cumulative:literal, $dot:path) => {
+        /// One block of four rows: the integer dot of each row with the
+        /// activation block, times `d_x·d_y`, into `acc[k]`.
+        ///
+        /// The block's dots are `addp(addp(s0,s1),addp(s2,s3))` after the block
+        /// minus the same before it: `sdot` and `addp` are linear, and i32 wraps,
+        /// so the difference is exact (each block's sum is below 2¹⁹) however
+        /// long the row; this replaces four register clears per block by one
+        /// subtraction.
+        ///
+        /// # Safety
+        /// Each pointer valid for reading one block; the CPU has `$features`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn $block4<T: RowBlocks>(
+            t: &T,
+            p: &mut [*const u8; 4],
+            pa: &mut *const u8,
+            st: &mut Four,
+            k: usize,
+        ) {
+            // SAFETY: per the caller.
+            unsafe {
+                let (dy, y0, y1) = act_block(pa);
+                let mut h = vdup_n_u16(0);
+                let dot = |s, (x0, x1): (int8x16_t, int8x16_t)| $dot(s, x0, x1, y0, y1);
+                st.s[0] = dot(st.s[0], t.row_block::<0>(&mut p[0], &mut h));
+                st.s[1] = dot(st.s[1], t.row_block::<1>(&mut p[1], &mut h));
+                st.s[2] = dot(st.s[2], t.row_block::<2>(&mut p[2], &mut h));
+                st.s[3] = dot(st.s[3], t.row_block::<3>(&mut p[3], &mut h));
+                let tot = vpaddq_s32(vpaddq_s32(st.s[0], st.s[1]), vpaddq_s32(st.s[2], st.s[3]));
+                // Lane r = the exact integer dot of row r with this block.
+                let s = if $cumulative {
+                    let s = vsubq_s32(tot, st.prev);
+                    st.prev = tot;
+                    s
+                } else {
+                    tot
+                };
+                let f: float32x4_t;
+                // SAFETY: `fcvtl` is an ARMv8.0 Advanced SIMD instruction on registers only.
+                asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = out(vreg) f,
+                     options(pure, nomem, nostack, preserves_flags));
+                st.acc[k] = vfmaq_f32(st.acc[k], vcvtq_f32_s32(s), vmulq_n_f32(f, dy));
+            }
+        }
+
+        /// Four rows of a format whose scale is one f16 `d` (`x = d·q`) against
+        /// Q8_0 activations: the rows and the activations are walked with
+        /// post-indexed loads, the four rows' integer dots are reduced to one
+        /// vector with `addp`, and one `scvtf` and one FMA apply the scales of
+        /// all four.
+        ///
+        /// # Safety
+        /// See [`super::RowsKernel`].
+        #[target_feature(enable = $features)]
+        #[inline]
+        pub(crate) unsafe fn $dot4<T: RowBlocks>(
+            t: &T,
+            nb: usize,
+            w: *const u8,
+            row_bytes: usize,
+            a: *const u8,
+        ) -> [f32; 4] {
+            let mut p: [*const u8; 4] = core::array::from_fn(|r| w.wrapping_add(r * row_bytes));
+            let mut pa = a;
+            let ahead = 4 * row_bytes + 512;
+            let mut st = Four {
+                s: [vdupq_n_s32(0); 4],
+                prev: vdupq_n_s32(0),
+                acc: [vdupq_n_f32(0.0); 2],
+            };
+            // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
+            // block4 call consumes one.
+            // The same place in the next group of rows, 512 bytes ahead: one
+            // line per row per iteration (hints, never fault). Two Q8_0 blocks
+            // are 68 bytes, so at most a line in 17 is left to the hardware.
+            let prefetch = |p: &[*const u8; 4]| {
+                for &pr in p {
+                    // SAFETY: a prefetch hint reads nothing and cannot fault.
+                    unsafe {
+                        asm!("prfm pldl2keep, [{p}, {o}]", p = in(reg) pr, o = in(reg) ahead,
+                             options(nostack, preserves_flags, readonly));
+                    }
+                }
+            };
+            // SAFETY: the caller guarantees nb blocks of `a` and of each row; each
+            // block4 call consumes one.
+            unsafe {
+                if T::PAIRS {
+                    for _ in 0..nb / 2 {
+                        prefetch(&p);
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                        $block4(t, &mut p, &mut pa, &mut st, 1);
+                    }
+                    if nb % 2 == 1 {
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                    }
+                } else {
+                    for _ in 0..nb {
+                        prefetch(&p);
+                        $block4(t, &mut p, &mut pa, &mut st, 0);
+                    }
+                }
+            }
+            let v = vaddq_f32(st.acc[0], st.acc[1]);
+            [
+                vgetq_lane_f32::<0>(v),
+                vgetq_lane_f32::<1>(v),
+                vgetq_lane_f32::<2>(v),
+                vgetq_lane_f32::<3>(v),
+            ]
+        }
+        };
+    }
+
+    /// `sdot` of a block into the running sums `s`.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    fn sdot_acc(
+        s: int32x4_t,
+        x0: int8x16_t,
+        x1: int8x16_t,
+        y0: int8x16_t,
+        y1: int8x16_t,
+    ) -> int32x4_t {
+        use super::dotprod::sdot;
+        sdot(sdot(s, x0, y0), x1, y1)
+    }
+
+    /// A block's dot on ARMv8.0 (`s` unused: no running sums).
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn dot_fresh(
+        _: int32x4_t,
+        x0: int8x16_t,
+        x1: int8x16_t,
+        y0: int8x16_t,
+        y1: int8x16_t,
+    ) -> int32x4_t {
+        super::neon::dot_i8x32(x0, x1, y0, y1)
+    }
+
+    four_rows!(dot4_neon, block4_neon, "neon", false, dot_fresh);
+    four_rows!(dot4_dotprod, block4_dotprod, "neon,dotprod", true, sdot_acc);
+
+    // Two shapes of step. One row (R = 1): the 4 lanes of the block's integer
+    // dot are converted and scaled by one FMA into the row's accumulator, whose
+    // lanes are summed at the end. Groups of four rows (R a multiple of 4):
+    // the four rows' lane vectors are first summed to one vector (two levels
+    // of `addp`, lane r = row r, exact in i32), so one `scvtf` and one FMA by
+    // the vector of the four rows' scales serve four rows, and the
+    // accumulator's lanes are the rows' results (no final horizontal sums).
     macro_rules! driver {
         ($drive:ident, $step:ident, $features:literal, $dot:path) => {
             #[target_feature(enable = $features)]
@@ -1044,27 +1307,48 @@ pub(crate) mod arm {
                 row_bytes: usize,
                 ab: *const u8,
                 acc: &mut [float32x4_t; R],
-                msum: &mut float32x4_t,
+                msum: &mut [float32x4_t; R],
             ) {
                 // SAFETY: one block of `a` and of each of the R rows (caller).
                 unsafe {
                     let dy = h2f(read_u16(ab));
                     let y0 = vld1q_s8(ab.add(B::A_QS) as *const i8);
                     let y1 = vld1q_s8(ab.add(B::A_QS + 16) as *const i8);
-                    let d = vmulq_n_f32(scales::<R>(wb, row_bytes), dy);
-                    if B::HAS_MIN {
-                        let sy = h2f(read_u16(ab.add(2)));
-                        *msum = vfmaq_n_f32(*msum, scales::<R>(wb.add(2), row_bytes), sy);
-                    }
-                    for r in 0..R {
-                        let (x0, x1) = B::decode(wb.add(r * row_bytes));
-                        let p = vcvtq_f32_s32($dot(x0, x1, y0, y1));
-                        acc[r] = fma_lane(acc[r], p, d, r);
+                    let sy = if B::HAS_MIN {
+                        h2f(read_u16(ab.add(2)))
+                    } else {
+                        0.0
+                    };
+                    if R % 4 == 0 {
+                        for g in 0..R / 4 {
+                            let wg = wb.add(4 * g * row_bytes);
+                            let d = vmulq_n_f32(scales::<4>(wg, row_bytes), dy);
+                            if B::HAS_MIN {
+                                let m = scales::<4>(wg.add(2), row_bytes);
+                                msum[g] = vfmaq_n_f32(msum[g], m, sy);
+                            }
+                            let s: [int32x4_t; 4] = core::array::from_fn(|r| {
+                                let (x0, x1) = B::decode(wg.add(r * row_bytes));
+                                $dot(x0, x1, y0, y1)
+                            });
+                            let s = vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
+                            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(s), d);
+                        }
+                    } else {
+                        let d = vmulq_n_f32(scales::<R>(wb, row_bytes), dy);
+                        if B::HAS_MIN {
+                            msum[0] = vfmaq_n_f32(msum[0], scales::<R>(wb.add(2), row_bytes), sy);
+                        }
+                        for r in 0..R {
+                            let (x0, x1) = B::decode(wb.add(r * row_bytes));
+                            let p = vcvtq_f32_s32($dot(x0, x1, y0, y1));
+                            acc[r] = fma_lane(acc[r], p, d, r);
+                        }
                     }
                 }
             }
 
-            /// `R` rows × `nb` blocks.
+            /// `R` rows × `nb` blocks (`R` ≤ 4 or a multiple of 4).
             ///
             /// # Safety
             /// See [`super::RowsKernel`].
@@ -1075,8 +1359,9 @@ pub(crate) mod arm {
                 row_bytes: usize,
                 a: *const u8,
             ) -> [f32; R] {
+                const { assert!(R <= 4 || R % 4 == 0) };
                 let zero = vdupq_n_f32(0.0);
-                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], zero);
+                let (mut acc0, mut acc1, mut msum) = ([zero; R], [zero; R], [zero; R]);
                 let mut ib = 0;
                 // SAFETY: blocks ib, ib+1 < nb of a and of each row are in bounds (caller).
                 unsafe {
@@ -1087,9 +1372,14 @@ pub(crate) mod arm {
                         }
                         $step::<B, R>(wb, row_bytes, ab, &mut acc0, &mut msum);
                         let (wb, ab) = (wb.add(B::W_BYTES), ab.add(B::A_BYTES));
-                        // A second accumulator only helps a single row (one FMA
-                        // chain); R rows already interleave R chains.
-                        let odd = if R == 1 { &mut acc1 } else { &mut acc0 };
+                        // A second accumulator helps one chain per row or per
+                        // group of four (latency of the FMA); with 2 or 3 rows
+                        // the rows' chains already interleave.
+                        let odd = if R == 1 || R % 4 == 0 {
+                            &mut acc1
+                        } else {
+                            &mut acc0
+                        };
                         $step::<B, R>(wb, row_bytes, ab, odd, &mut msum);
                         ib += 2;
                     }
@@ -1099,10 +1389,22 @@ pub(crate) mod arm {
                     }
                 }
                 let mut out = [0f32; R];
-                for r in 0..R {
-                    out[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
-                    if B::HAS_MIN {
-                        out[r] += lane(msum, r);
+                if R % 4 == 0 {
+                    for g in 0..R / 4 {
+                        let v = vaddq_f32(acc0[g], acc1[g]);
+                        for j in 0..4 {
+                            out[4 * g + j] = lane(v, j);
+                            if B::HAS_MIN {
+                                out[4 * g + j] += lane(msum[g], j);
+                            }
+                        }
+                    }
+                } else {
+                    for r in 0..R {
+                        out[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+                        if B::HAS_MIN {
+                            out[r] += lane(msum[0], r);
+                        }
                     }
                 }
                 out
@@ -1153,8 +1455,17 @@ pub(crate) mod dotprod {
         row_bytes: usize,
         a: *const u8,
     ) -> [f32; R] {
-        // SAFETY: per the caller.
-        unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) }
+        let mut out = [0f32; R];
+        if R == 4 {
+            // SAFETY: per the caller.
+            out.copy_from_slice(&unsafe {
+                super::arm::dot4_dotprod(&super::arm::Q8_0Rows, nb, w, row_bytes, a)
+            });
+        } else {
+            // SAFETY: per the caller.
+            out = unsafe { super::arm::drive_dotprod::<super::neon::Q8_0, R>(nb, w, row_bytes, a) };
+        }
+        out
     }
 }
 
@@ -1403,6 +1714,29 @@ mod tests {
                 &format!("q8_0 stress {wq} {sign}"),
             );
         }
+    }
+
+    /// Rows long enough that a running i32 sum of their block dots wraps
+    /// (4400 blocks of −128·127·32 each, all the same sign), four rows and a
+    /// fifth: the multi-row kernels must still give each block's exact sum.
+    /// The scales alternate in sign so that the f32 sums stay small (f32
+    /// accumulation error is not what this is about).
+    #[test]
+    fn long_rows_past_i32() {
+        let nb = 4400;
+        let w = blocks(nb * 5, |i| BlockQ8_0 {
+            d: f16::from_f32(if i % 2 == 0 { 0.5 } else { -0.5 }),
+            qs: [if i % 7 == 0 { 127 } else { -128 }; 32],
+        });
+        let x = vec![1000.0f32; nb * 32];
+        check_backends(
+            select,
+            select_act,
+            &w,
+            &x,
+            SIMD_REL_BUDGET,
+            "q8_0 long rows",
+        );
     }
 
     #[test]
