@@ -20,9 +20,8 @@
 //!
 //! The code is portable (`f32::mul_add`, vectorized by the compiler: on
 //! aarch64 FMA is baseline); on x86-64 the same code is compiled a second time
-//! with AVX2+FMA, and with AVX-512 where present, picked at run time
-//! (identical results: a fused multiply-add is exactly rounded either way,
-//! only faster). F16 caches
+//! with AVX2+FMA enabled and picked at run time (identical results: a fused
+//! multiply-add is exactly rounded either way, only faster). F16 caches
 //! convert rows to f32 first (exact), so one f32 version serves both.
 
 use std::sync::OnceLock;
@@ -190,19 +189,23 @@ fn lanes_tile<const NQ: usize>(v: &[f32], ps: &[&[f32]], first: usize, lanes: &m
     lanes[..NQ].copy_from_slice(&acc);
 }
 
-/// [`lanes_tile`] over any number of queries, four at a time.
+/// [`lanes_tile`] over any number of queries, four at a time; a last group of
+/// fewer is padded with copies of its last query (results dropped), so only
+/// the four-query body is ever used (compilers vectorize it reliably).
 #[inline(always)]
 fn lanes_multi_body(v: &[f32], ps: &[&[f32]], first: usize, lanes: &mut [[f32; 16]]) {
     let n = ps.len().min(lanes.len());
     let mut i = 0;
     while i < n {
         let m = (n - i).min(4);
-        let (p, l) = (&ps[i..i + m], &mut lanes[i..i + m]);
-        match m {
-            4 => lanes_tile::<4>(v, p, first, l),
-            3 => lanes_tile::<3>(v, p, first, l),
-            2 => lanes_tile::<2>(v, p, first, l),
-            _ => lanes_tile::<1>(v, p, first, l),
+        if m == 4 {
+            lanes_tile::<4>(v, &ps[i..i + 4], first, &mut lanes[i..i + 4]);
+        } else {
+            let p: [&[f32]; 4] = std::array::from_fn(|j| ps[i + j.min(m - 1)]);
+            let mut l = [[0f32; 16]; 4];
+            l[..m].copy_from_slice(&lanes[i..i + m]);
+            lanes_tile::<4>(v, &p, first, &mut l);
+            lanes[i..i + m].copy_from_slice(&l[..m]);
         }
         i += m;
     }
@@ -235,15 +238,6 @@ mod fma {
     unsafe fn lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
         lanes_multi_body(v, ps, first, l)
     }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn vecdot_multi512(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
-        vecdot_multi_body::<4>(k, qs, out)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn lanes_multi512(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
-        lanes_multi_body(v, ps, first, l)
-    }
-
     fn w_vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
         // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
         // confirmed avx2 and fma on this CPU.
@@ -253,34 +247,15 @@ mod fma {
         // SAFETY: as for `w_vecdot_multi`.
         unsafe { lanes_multi(v, ps, first, l) }
     }
-    fn w_vecdot_multi512(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
-        // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
-        // confirmed avx512f, avx2 and fma on this CPU.
-        unsafe { vecdot_multi512(k, qs, out) }
-    }
-    fn w_lanes_multi512(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
-        // SAFETY: as for `w_vecdot_multi512`.
-        unsafe { lanes_multi512(v, ps, first, l) }
-    }
-
-    /// AVX2+FMA, and AVX-512 where present (32 registers: all four
-    /// accumulators of four queries stay in registers in one pass).
-    pub(super) fn tables() -> Vec<super::Table> {
-        let mut t = Vec::new();
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            t.push(super::Table {
-                vecdot_multi: w_vecdot_multi,
-                lanes_multi: w_lanes_multi,
-            });
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                t.push(super::Table {
-                    vecdot_multi: w_vecdot_multi512,
-                    lanes_multi: w_lanes_multi512,
-                });
-            }
-        }
-        t
+    /// AVX2+FMA. (An AVX-512 build of the same bodies measured no faster,
+    /// and the compiler left some of its tiles scalar.)
+    pub(super) fn table() -> Option<super::Table> {
+        let ok = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        ok.then_some(super::Table {
+            vecdot_multi: w_vecdot_multi,
+            lanes_multi: w_lanes_multi,
+        })
     }
 }
 
@@ -288,7 +263,7 @@ fn table() -> &'static Table {
     static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = fma::tables().pop() {
+        if let Some(t) = fma::table() {
             return t;
         }
         portable()
@@ -334,14 +309,15 @@ mod tests {
     /// The multi-query versions give each single dot's bits, on every path.
     #[test]
     fn multi_equals_single() {
-        let mut tables = vec![portable()];
         #[cfg(target_arch = "x86_64")]
-        tables.extend(fma::tables());
+        let tables = [Some(portable()), fma::table()];
+        #[cfg(not(target_arch = "x86_64"))]
+        let tables = [Some(portable())];
         for n in [1, 15, 16, 17, 64, 100, 256, 333] {
             let k = data(n, 9);
             let qs: Vec<Vec<f32>> = (0..7).map(|i| data(n, 20 + i)).collect();
             let qr: Vec<&[f32]> = qs.iter().map(|q| &q[..]).collect();
-            for t in &tables {
+            for t in tables.iter().flatten() {
                 for m in 1..=7 {
                     let mut out = vec![0f32; m];
                     (t.vecdot_multi)(&k, &qr[..m], &mut out);
