@@ -2,13 +2,17 @@
 //! that our attention rounds exactly like llama.cpp's (x86-64 AVX-512 build,
 //! flash attention off — how the reference logits were made):
 //!
-//! - [`dot_vecdot`] — `ggml_vec_dot_f32` / `ggml_vec_dot_f16`, used for
+//! - [`dot_vecdot_multi`] — `ggml_vec_dot_f32` / `ggml_vec_dot_f16`, used for
 //!   `K·q` (q is a permuted, non-contiguous view): 4 accumulators of 16 lanes,
 //!   64 elements per step with fused multiply-adds, reduced `(a0+a2)+(a1+a3)`
 //!   then across lanes by halving; leftovers fused into the scalar sum.
-//! - [`dot_lanes`] — llamafile's tinyBLAS (`llamafile_sgemm`, taken for
+//! - [`dot_lanes_multi`] — llamafile's tinyBLAS (`llamafile_sgemm`, taken for
 //!   `V·p` because p is contiguous): one 16-lane accumulator with fused
 //!   multiply-adds, element `i` of the row in lane `i % 16`, reduced by halving.
+//!
+//! Both take several queries against one K row / V run: the row is loaded
+//! once for all of them, while each query keeps its own accumulators, updated
+//! in exactly the order of a lone dot product.
 //!
 //! One attention score perturbed by an ulp is enough to flip the rounding of
 //! some 8-bit activation later on, which moves quantized models' logits by
@@ -35,7 +39,8 @@ fn tree16(l: &[f32; 16]) -> f32 {
     t2[0] + t2[1]
 }
 
-#[inline(always)]
+/// One dot in `ggml_vec_dot_f32`'s order (the reference the tiles are tested against).
+#[cfg(test)]
 fn vecdot_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let np = n / 64 * 64;
@@ -58,8 +63,9 @@ fn vecdot_body(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Accumulates `a[i]·b[i]` into `lanes[(first + i) % 16]`.
-#[inline(always)]
+/// Accumulates `a[i]·b[i]` into `lanes[(first + i) % 16]` (the reference
+/// the tiles are tested against).
+#[cfg(test)]
 fn lanes_body(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; 16]) {
     let n = a.len().min(b.len());
     // Head: up to the next lane-0 boundary.
@@ -81,50 +87,174 @@ fn lanes_body(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; 16]) {
     }
 }
 
-type VecDotFn = fn(&[f32], &[f32]) -> f32;
-type LanesFn = fn(&[f32], &[f32], usize, &mut [f32; 16]);
+/// [`vecdot_body`] of `k` with each of `qs` (`NQ = qs.len()` queries, at
+/// most 4), into `out`: one load of `k` feeds every query. Each dot keeps its
+/// own four 16-lane accumulators, updated in the same order as alone; they are
+/// filled `JP` at a time (a pass over `k` per group), to bound the registers
+/// held.
+#[inline(always)]
+fn vecdot_tile<const NQ: usize, const JP: usize>(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+    let n = qs[..NQ].iter().fold(k.len(), |n, q| n.min(q.len()));
+    let np = n / 64 * 64;
+    let k = &k[..n];
+    let qs: [&[f32]; NQ] = std::array::from_fn(|i| &qs[i][..n]);
+    let mut acc = [[[0f32; 16]; 4]; NQ];
+    let mut j0 = 0;
+    while j0 < 4 {
+        let mut a = [[[0f32; 16]; JP]; NQ];
+        let mut c = 0;
+        while c < np {
+            for jj in 0..JP {
+                let off = c + (j0 + jj) * 16;
+                let kc = &k[off..off + 16];
+                for (aq, q) in a.iter_mut().zip(&qs) {
+                    let qc = &q[off..off + 16];
+                    for l in 0..16 {
+                        aq[jj][l] = qc[l].mul_add(kc[l], aq[jj][l]);
+                    }
+                }
+            }
+            c += 64;
+        }
+        for (accq, aq) in acc.iter_mut().zip(&a) {
+            accq[j0..j0 + JP].copy_from_slice(aq);
+        }
+        j0 += JP;
+    }
+    for ((o, accq), q) in out[..NQ].iter_mut().zip(&acc).zip(&qs) {
+        let mut r = [0f32; 16];
+        for l in 0..16 {
+            r[l] = (accq[0][l] + accq[2][l]) + (accq[1][l] + accq[3][l]);
+        }
+        let mut s = tree16(&r);
+        for i in np..n {
+            s = q[i].mul_add(k[i], s);
+        }
+        *o = s;
+    }
+}
+
+/// [`vecdot_tile`] over any number of queries, four at a time.
+#[inline(always)]
+fn vecdot_multi_body<const JP: usize>(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+    let n = qs.len().min(out.len());
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(4);
+        let (q, o) = (&qs[i..i + m], &mut out[i..i + m]);
+        match m {
+            4 => vecdot_tile::<4, JP>(k, q, o),
+            3 => vecdot_tile::<3, JP>(k, q, o),
+            2 => vecdot_tile::<2, JP>(k, q, o),
+            _ => vecdot_tile::<1, JP>(k, q, o),
+        }
+        i += m;
+    }
+}
+
+/// [`lanes_body`] of `v` with each of `ps` (`NQ = ps.len()`, at most 4) into
+/// `lanes[i]`: one load of `v` feeds every query, each lane of each query
+/// updated in the same order as alone.
+#[inline(always)]
+fn lanes_tile<const NQ: usize>(v: &[f32], ps: &[&[f32]], first: usize, lanes: &mut [[f32; 16]]) {
+    let n = ps[..NQ].iter().fold(v.len(), |n, p| n.min(p.len()));
+    let mut acc: [[f32; 16]; NQ] = std::array::from_fn(|i| lanes[i]);
+    let head = ((16 - first % 16) % 16).min(n);
+    for i in 0..head {
+        let k = (first + i) % 16;
+        for (a, p) in acc.iter_mut().zip(&ps[..NQ]) {
+            a[k] = p[i].mul_add(v[i], a[k]);
+        }
+    }
+    let v = &v[head..n];
+    let ps: [&[f32]; NQ] = std::array::from_fn(|i| &ps[i][head..n]);
+    let full = v.len() / 16 * 16;
+    let mut c = 0;
+    while c < full {
+        let vc = &v[c..c + 16];
+        for (a, p) in acc.iter_mut().zip(&ps) {
+            let pc = &p[c..c + 16];
+            for l in 0..16 {
+                a[l] = pc[l].mul_add(vc[l], a[l]);
+            }
+        }
+        c += 16;
+    }
+    for i in full..v.len() {
+        let k = i - full;
+        for (a, p) in acc.iter_mut().zip(&ps) {
+            a[k] = p[i].mul_add(v[i], a[k]);
+        }
+    }
+    lanes[..NQ].copy_from_slice(&acc);
+}
+
+/// [`lanes_tile`] over any number of queries, four at a time; a last group of
+/// fewer is padded with copies of its last query (results dropped), so only
+/// the four-query body is ever used (compilers vectorize it reliably).
+#[inline(always)]
+fn lanes_multi_body(v: &[f32], ps: &[&[f32]], first: usize, lanes: &mut [[f32; 16]]) {
+    let n = ps.len().min(lanes.len());
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(4);
+        if m == 4 {
+            lanes_tile::<4>(v, &ps[i..i + 4], first, &mut lanes[i..i + 4]);
+        } else {
+            let p: [&[f32]; 4] = std::array::from_fn(|j| ps[i + j.min(m - 1)]);
+            let mut l = [[0f32; 16]; 4];
+            l[..m].copy_from_slice(&lanes[i..i + m]);
+            lanes_tile::<4>(v, &p, first, &mut l);
+            lanes[i..i + m].copy_from_slice(&l[..m]);
+        }
+        i += m;
+    }
+}
+
+type VecDotMultiFn = fn(&[f32], &[&[f32]], &mut [f32]);
+type LanesMultiFn = fn(&[f32], &[&[f32]], usize, &mut [[f32; 16]]);
 
 struct Table {
-    vecdot: VecDotFn,
-    lanes: LanesFn,
+    vecdot_multi: VecDotMultiFn,
+    lanes_multi: LanesMultiFn,
 }
 
 fn portable() -> Table {
     Table {
-        vecdot: vecdot_body,
-        lanes: lanes_body,
+        vecdot_multi: vecdot_multi_body::<1>,
+        lanes_multi: lanes_multi_body,
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod fma {
-    use super::{lanes_body, vecdot_body};
+    use super::{lanes_multi_body, vecdot_multi_body};
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn vecdot(a: &[f32], b: &[f32]) -> f32 {
-        vecdot_body(a, b)
+    unsafe fn vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+        vecdot_multi_body::<1>(k, qs, out)
     }
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lanes(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
-        lanes_body(a, b, first, l)
+    unsafe fn lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
+        lanes_multi_body(v, ps, first, l)
     }
-
-    fn w_vecdot(a: &[f32], b: &[f32]) -> f32 {
+    fn w_vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
         // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
         // confirmed avx2 and fma on this CPU.
-        unsafe { vecdot(a, b) }
+        unsafe { vecdot_multi(k, qs, out) }
     }
-    fn w_lanes(a: &[f32], b: &[f32], first: usize, l: &mut [f32; 16]) {
-        // SAFETY: as for `w_vecdot`.
-        unsafe { lanes(a, b, first, l) }
+    fn w_lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
+        // SAFETY: as for `w_vecdot_multi`.
+        unsafe { lanes_multi(v, ps, first, l) }
     }
-
+    /// AVX2+FMA. (An AVX-512 build of the same bodies measured no faster,
+    /// and the compiler left some of its tiles scalar.)
     pub(super) fn table() -> Option<super::Table> {
         let ok = std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma");
         ok.then_some(super::Table {
-            vecdot: w_vecdot,
-            lanes: w_lanes,
+            vecdot_multi: w_vecdot_multi,
+            lanes_multi: w_lanes_multi,
         })
     }
 }
@@ -140,20 +270,21 @@ fn table() -> &'static Table {
     })
 }
 
-/// `Σ a[i]·b[i]` in `ggml_vec_dot_f32`'s order (`K·q`; with an F16 cache,
-/// `ggml_vec_dot_f16` has the same order over the f16 values as f32).
+/// `out[i] = dot_vecdot(qs[i], k)` for every `i`, loading `k` once for
+/// several queries (bit-identical to separate calls).
 #[inline]
-pub(crate) fn dot_vecdot(a: &[f32], b: &[f32]) -> f32 {
-    (table().vecdot)(a, b)
+pub(crate) fn dot_vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+    (table().vecdot_multi)(k, qs, out)
 }
 
-/// Adds `a[i]·b[i]` to `lanes[(first + i) % 16]` (tinyBLAS order; finish with [`reduce`]).
+/// `dot_lanes(ps[i], v, first, &mut lanes[i])` for every `i`, loading `v`
+/// once for several queries (bit-identical to separate calls).
 #[inline]
-pub(crate) fn dot_lanes(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; 16]) {
-    (table().lanes)(a, b, first, lanes)
+pub(crate) fn dot_lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, lanes: &mut [[f32; 16]]) {
+    (table().lanes_multi)(v, ps, first, lanes)
 }
 
-/// The final halving sum of [`dot_lanes`].
+/// The final halving sum of [`dot_lanes_multi`]'s lanes.
 #[inline]
 pub(crate) fn reduce(lanes: &[f32; 16]) -> f32 {
     tree16(lanes)
@@ -175,18 +306,34 @@ mod tests {
             .collect()
     }
 
-    /// The dispatched versions give the portable code's bits.
+    /// The multi-query versions give each single dot's bits, on every path.
     #[test]
-    fn dispatched_equals_portable() {
-        let p = portable();
+    fn multi_equals_single() {
+        #[cfg(target_arch = "x86_64")]
+        let tables = [Some(portable()), fma::table()];
+        #[cfg(not(target_arch = "x86_64"))]
+        let tables = [Some(portable())];
         for n in [1, 15, 16, 17, 64, 100, 256, 333] {
-            let (a, b) = (data(n, 1), data(n, 2));
-            assert_eq!(dot_vecdot(&a, &b).to_bits(), (p.vecdot)(&a, &b).to_bits());
-            for first in [0, 3, 16, 21] {
-                let (mut l1, mut l2) = ([0f32; 16], [0f32; 16]);
-                dot_lanes(&a, &b, first, &mut l1);
-                (p.lanes)(&a, &b, first, &mut l2);
-                assert_eq!(l1, l2);
+            let k = data(n, 9);
+            let qs: Vec<Vec<f32>> = (0..7).map(|i| data(n, 20 + i)).collect();
+            let qr: Vec<&[f32]> = qs.iter().map(|q| &q[..]).collect();
+            for t in tables.iter().flatten() {
+                for m in 1..=7 {
+                    let mut out = vec![0f32; m];
+                    (t.vecdot_multi)(&k, &qr[..m], &mut out);
+                    for (o, q) in out.iter().zip(&qr) {
+                        assert_eq!(o.to_bits(), vecdot_body(q, &k).to_bits(), "n {n} m {m}");
+                    }
+                    for first in [0, 3, 16, 21] {
+                        let mut lanes = vec![[0.5f32; 16]; m];
+                        (t.lanes_multi)(&k, &qr[..m], first, &mut lanes);
+                        for (l, q) in lanes.iter().zip(&qr) {
+                            let mut one = [0.5f32; 16];
+                            lanes_body(q, &k, first, &mut one);
+                            assert_eq!(l.map(f32::to_bits), one.map(f32::to_bits));
+                        }
+                    }
+                }
             }
         }
     }
@@ -196,10 +343,13 @@ mod tests {
     fn close_to_f64() {
         let (a, b) = (data(300, 3), data(300, 4));
         let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
-        assert!((dot_vecdot(&a, &b) as f64 - exact).abs() < 1e-5);
-        let mut l = [0f32; 16];
-        dot_lanes(&a[..100], &b[..100], 5, &mut l);
-        dot_lanes(&a[100..], &b[100..], 105, &mut l);
+        let mut d = [0f32];
+        dot_vecdot_multi(&a, &[&b], &mut d);
+        assert!((d[0] as f64 - exact).abs() < 1e-5);
+        let mut l = [[0f32; 16]];
+        dot_lanes_multi(&a[..100], &[&b[..100]], 5, &mut l);
+        dot_lanes_multi(&a[100..], &[&b[100..]], 105, &mut l);
+        let l = l[0];
         assert!((reduce(&l) as f64 - exact).abs() < 1e-5);
     }
 }
