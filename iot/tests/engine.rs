@@ -22,6 +22,7 @@ fn assistant() -> EngineAssistant {
         kv_type: KvType::F32,
         load_mode: LoadMode::Mmap,
         spin: false,
+        prompt_gemm: true,
     };
     let path = fixture("models/tiny-qwen2.q8_0.gguf");
     let mut lm = LoadedModel::load(&path, &opts).unwrap();

@@ -403,6 +403,7 @@ async fn structured_output_through_the_engine() {
         kv_type: KvType::F32,
         load_mode: LoadMode::Mmap,
         spin: false,
+        prompt_gemm: true,
     };
     let lm =
         LoadedModel::load(&pistil_tests::fixture("models/tiny-qwen2.q8_0.gguf"), &opts).unwrap();

@@ -100,6 +100,7 @@ fn python_client_with_the_tiny_engine() {
         kv_type: KvType::F32,
         load_mode: LoadMode::Mmap,
         spin: false,
+        prompt_gemm: true,
     };
     let path = pistil_tests::fixture("models/tiny-qwen2.q8_0.gguf");
     let lm = Arc::new(LoadedModel::load(&path, &opts).unwrap());

@@ -117,6 +117,7 @@ fn decoding_tokens_allocates_nothing() {
             kv_type: kv,
             load_mode: LoadMode::Mmap,
             spin: false,
+            prompt_gemm: true,
         };
         let model =
             Arc::new(LoadedModel::load(&fixture(&format!("models/{file}")), &opts).unwrap());

@@ -277,6 +277,7 @@ pub fn load(args: &ModelArgs, threads: Option<usize>, verbose: bool) -> anyhow::
         kv_type,
         load_mode: load_mode.unwrap_or(LoadMode::Mmap),
         spin: true,
+        prompt_gemm: true,
     };
     let model = if opts.load_mode == LoadMode::Mmap {
         LoadedModel::from_gguf(Arc::new(header), &opts)

@@ -80,6 +80,10 @@ pub struct EngineOptions {
     /// Idle workers spin briefly before parking (faster decode; `false`
     /// parks at once, for power or thermal headroom).
     pub spin: bool,
+    /// Prompt batches through the formats' GEMMs (see
+    /// [`LoadOptions::prompt_gemm`]); `false` makes a conversation continued
+    /// from the KV cache bit-identical to the same text evaluated afresh.
+    pub prompt_gemm: bool,
 }
 
 impl Default for EngineOptions {
@@ -93,6 +97,7 @@ impl Default for EngineOptions {
             kv_type: KvType::F16,
             load_mode: LoadMode::Mmap,
             spin: true,
+            prompt_gemm: true,
         }
     }
 }
@@ -427,7 +432,7 @@ impl LoadedModel {
             &LoadOptions {
                 n_threads: opts.n_threads.max(1),
                 spin: if opts.spin { DEFAULT_SPIN } else { 0 },
-                ..LoadOptions::default()
+                prompt_gemm: opts.prompt_gemm,
             },
         )?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;

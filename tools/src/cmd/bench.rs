@@ -314,6 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             kv_type: args.cache_type,
             load_mode: args.load_mode,
             spin: true,
+            prompt_gemm: true,
         };
         let lm = LoadedModel::from_gguf(gguf.clone(), &opts)
             .with_context(|| format!("loading {}", path.display()))?;
