@@ -320,14 +320,51 @@ pub fn matmul(
     n_tokens: usize,
     y: &mut [f32],
 ) -> Result<(), MatError> {
-    matmul_tiled(pool, kernels, w, x_act, n_tokens, y, MATMUL_ACT_TILE_BYTES)
+    matmul_with(pool, kernels, w, x_act, n_tokens, y, GEMM_MIN_TOKENS)
+}
+
+/// Fewest tokens for which [`matmul`] takes the format's GEMM: below it the
+/// per-call decoding of every weight block into the GEMM's layout costs more
+/// than it saves. Measured on the R1-1.5B shape, 2 threads (x86, AVX-512),
+/// prompt tokens/s gemv vs GEMM: 4 tokens 36.5 vs 9.4, 16: 42.2 vs 32.8,
+/// 32: 46.9 vs 55.4.
+pub const GEMM_MIN_TOKENS: usize = 32;
+
+/// [`matmul`] with the GEMM threshold given (`usize::MAX`: never the GEMM;
+/// tests use 2 to put small batches through it).
+pub fn matmul_with(
+    pool: &ThreadPool,
+    kernels: &Kernels,
+    w: &QMatrix<'_>,
+    x_act: &[u8],
+    n_tokens: usize,
+    y: &mut [f32],
+    gemm_min_tokens: usize,
+) -> Result<(), MatError> {
+    let gemm = if n_tokens >= gemm_min_tokens.max(2) {
+        kernels.gemm(w.ty)
+    } else {
+        None
+    };
+    matmul_tiled(
+        pool,
+        kernels,
+        gemm,
+        w,
+        x_act,
+        n_tokens,
+        y,
+        MATMUL_ACT_TILE_BYTES,
+    )
 }
 
 /// [`matmul`] with an explicit activation tile size in bytes (tests use tiny
 /// tiles to exercise the tile loop).
+#[allow(clippy::too_many_arguments)]
 fn matmul_tiled(
     pool: &ThreadPool,
     kernels: &Kernels,
+    gemm: Option<GemmFn>,
     w: &QMatrix<'_>,
     x_act: &[u8],
     n_tokens: usize,
@@ -341,7 +378,7 @@ fn matmul_tiled(
     if n_tokens == 1 {
         return matvec(pool, kernels, w, x_act, y);
     }
-    if let Some(gemm) = kernels.gemm(w.ty) {
+    if let Some(gemm) = gemm {
         matmul_gemm(pool, gemm, w, x_act, arb, n_tokens, y);
         return Ok(());
     }
@@ -551,7 +588,8 @@ mod tests {
                     matmul(pool, &k, &w, &xq, n_tokens, &mut y).unwrap();
                     // Tiles of 2 tokens (3 tiles) must give the same bits.
                     let mut y2 = vec![f32::NAN; rows * n_tokens];
-                    matmul_tiled(pool, &k, &w, &xq, n_tokens, &mut y2, 2 * arb).unwrap();
+                    // (5 tokens: below GEMM_MIN_TOKENS, so both take the gemv tiles.)
+                    matmul_tiled(pool, &k, None, &w, &xq, n_tokens, &mut y2, 2 * arb).unwrap();
                     assert!(
                         y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{ty} tiles"

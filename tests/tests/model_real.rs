@@ -60,6 +60,7 @@ fn load(n_threads: usize, prompt_gemm: bool) -> Model {
             n_threads,
             spin: 1000,
             prompt_gemm,
+            ..LoadOptions::default()
         },
     )
     .unwrap()

@@ -20,6 +20,9 @@ fn load_with(name: &str, prompt_gemm: bool) -> Model {
             n_threads: 2,
             spin: 100,
             prompt_gemm,
+            // Every batch of 2+ tokens through the GEMMs (the default
+            // threshold would leave these short prompts on gemv).
+            gemm_min_tokens: 2,
         },
     )
     .unwrap()

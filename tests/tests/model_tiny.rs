@@ -96,6 +96,9 @@ fn load_model_with(name: &str, n_threads: usize, prompt_gemm: bool) -> Model {
             n_threads,
             spin: 1000,
             prompt_gemm,
+            // Every batch of 2+ tokens through the GEMMs (the default
+            // threshold would leave these short prompts on gemv).
+            gemm_min_tokens: 2,
         },
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -433,6 +433,7 @@ impl LoadedModel {
                 n_threads: opts.n_threads.max(1),
                 spin: if opts.spin { DEFAULT_SPIN } else { 0 },
                 prompt_gemm: opts.prompt_gemm,
+                ..LoadOptions::default()
             },
         )?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;

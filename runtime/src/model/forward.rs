@@ -421,7 +421,15 @@ impl Model {
                     .get(m.slot)
                     .and_then(|b| b.get(..n * arb))
                     .unwrap_or_default();
-                matmul::matmul(&self.pool, self.kernels, &m.view(file), x, n, y)?;
+                matmul::matmul_with(
+                    &self.pool,
+                    self.kernels,
+                    &m.view(file),
+                    x,
+                    n,
+                    y,
+                    self.gemm_min_tokens,
+                )?;
             }
             return Ok(());
         }

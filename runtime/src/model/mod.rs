@@ -120,6 +120,10 @@ pub struct LoadOptions {
     /// every product through `gemv`: batched and one-at-a-time results are
     /// then bit-identical, at ~2× the prompt time.
     pub prompt_gemm: bool,
+    /// Fewest tokens in a batch for the GEMMs
+    /// ([`pistil_kernels::matmul::GEMM_MIN_TOKENS`]; shorter batches take
+    /// `gemv`, which is faster there).
+    pub gemm_min_tokens: usize,
 }
 
 impl Default for LoadOptions {
@@ -128,6 +132,7 @@ impl Default for LoadOptions {
             n_threads: 1,
             spin: DEFAULT_SPIN,
             prompt_gemm: true,
+            gemm_min_tokens: pistil_kernels::matmul::GEMM_MIN_TOKENS,
         }
     }
 }
@@ -207,6 +212,7 @@ pub struct Model {
     gguf: Arc<Gguf>,
     config: Config,
     kernels: &'static Kernels,
+    gemm_min_tokens: usize,
     ops: &'static Ops,
     pool: ThreadPool,
     w: Weights,
@@ -272,6 +278,7 @@ impl Model {
             gguf,
             config,
             kernels,
+            gemm_min_tokens: opts.gemm_min_tokens,
             ops: Ops::get(),
             pool,
             w,
