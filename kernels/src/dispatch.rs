@@ -264,7 +264,6 @@ impl fmt::Debug for Kernels {
 }
 
 static KERNELS: OnceLock<Result<Kernels, DispatchError>> = OnceLock::new();
-static KERNELS_GEMV_ONLY: OnceLock<Result<Kernels, DispatchError>> = OnceLock::new();
 
 /// Whether `PISTIL_GEMM=0` switched the prompt-path GEMMs off.
 fn gemm_disabled_by_env() -> bool {
@@ -276,22 +275,10 @@ impl Kernels {
     /// `PISTIL_KERNELS` override. Prompt-sized products go through the formats'
     /// GEMMs unless `PISTIL_GEMM=0`.
     pub fn try_get() -> Result<&'static Kernels, &'static DispatchError> {
-        KERNELS
-            .get_or_init(|| Kernels::build(!gemm_disabled_by_env()))
-            .as_ref()
+        KERNELS.get_or_init(Kernels::build).as_ref()
     }
 
-    /// The process-wide table without the GEMMs: every product, prompt or
-    /// decode, runs through the formats' `gemv`, so a prompt fed in one batch
-    /// gives exactly the logits of feeding it one token at a time (the GEMMs
-    /// sum each block's f32 terms in another order; see docs/DECISIONS.md).
-    pub fn try_get_gemv_only() -> Result<&'static Kernels, &'static DispatchError> {
-        KERNELS_GEMV_ONLY
-            .get_or_init(|| Kernels::build(false))
-            .as_ref()
-    }
-
-    fn build(gemms: bool) -> Result<Kernels, DispatchError> {
+    fn build() -> Result<Kernels, DispatchError> {
         let features = CpuFeatures::detect();
         let backend = match std::env::var("PISTIL_KERNELS") {
             Ok(v) if !v.trim().is_empty() => {
@@ -300,7 +287,7 @@ impl Kernels {
             _ => features.best(),
         };
         let mut k = Kernels::for_backend_with(backend, features)?;
-        if !gemms {
+        if gemm_disabled_by_env() {
             k.gemms = [None; GGML_TYPE_COUNT];
         }
         Ok(k)

@@ -227,14 +227,14 @@ impl Model {
 
         self.quantize_for(&mut st.qa, &st.att, ad, n, &[&l.wo])?;
         self.mul(&st.qa, n, &mut [(&l.wo, &mut st.tmp[..n * e])])?;
-        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_attn_norm.as_deref(), eps);
+        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_attn_norm.as_deref());
         Ok(())
     }
 
     /// `x += post_norm(Wdown · (act(Wgate · h) ⊙ Wup · h))`, `h = norm(x)`.
     fn ffn_block(&self, st: &mut State, l: &Layer, n: usize) -> Result<(), ModelError> {
         let c = &self.config;
-        let (e, f, eps) = (c.n_embd, c.n_ff, c.rms_eps);
+        let (e, f) = (c.n_embd, c.n_ff);
         self.norm_rows(&st.x, &mut st.xn, n, &l.ffn_norm);
         self.quantize_for(&mut st.qa, &st.xn, e, n, &[&l.gate, &l.up])?;
         self.mul(
@@ -267,7 +267,7 @@ impl Model {
         }
         self.quantize_for(&mut st.qa, &st.gate, f, n, &[&l.down])?;
         self.mul(&st.qa, n, &mut [(&l.down, &mut st.tmp[..n * e])])?;
-        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_ffw_norm.as_deref(), eps);
+        self.add_residual(&mut st.x, &mut st.tmp, n, l.post_ffw_norm.as_deref());
         Ok(())
     }
 
@@ -288,8 +288,8 @@ impl Model {
     }
 
     /// `x[t] += norm(a[t])` (or `+= a[t]` without a norm) for the `n` rows.
-    fn add_residual(&self, x: &mut [f32], a: &mut [f32], n: usize, norm: Option<&[f32]>, eps: f32) {
-        let e = self.config.n_embd;
+    fn add_residual(&self, x: &mut [f32], a: &mut [f32], n: usize, norm: Option<&[f32]>) {
+        let (e, eps) = (self.config.n_embd, self.config.rms_eps);
         let (x, a) = (
             SharedMut::new(&mut x[..n * e]),
             SharedMut::new(&mut a[..n * e]),
@@ -365,10 +365,6 @@ impl Model {
                 .and_then(|b| b.get_mut(..n * rb))
                 .ok_or(ModelError::StateMismatch)?;
             let x = x.get(..n * cols).ok_or(ModelError::StateMismatch)?;
-            if n < 2 {
-                matmul::quantize_act(self.kernels, act, cols, x, buf)?;
-                continue;
-            }
             let out = SharedMut::new(buf);
             let err = std::sync::Mutex::new(None);
             self.par_rows(n, &|r| {

@@ -252,12 +252,7 @@ impl Model {
     /// shape and type, and starts the thread pool. The weights stay in the
     /// file's memory.
     pub fn load(gguf: Arc<Gguf>, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let kernels = if opts.prompt_gemm {
-            Kernels::try_get()
-        } else {
-            Kernels::try_get_gemv_only()
-        }
-        .map_err(ModelError::from)?;
+        let kernels = Kernels::try_get().map_err(ModelError::from)?;
         let config = Config::from_gguf(&gguf)?;
         let w = Weights::load(&gguf, kernels, &config)?;
         if opts.n_threads == 0 {
@@ -278,7 +273,12 @@ impl Model {
             gguf,
             config,
             kernels,
-            gemm_min_tokens: opts.gemm_min_tokens,
+            // Without the GEMMs every batch takes `gemv`, as a single token does.
+            gemm_min_tokens: if opts.prompt_gemm {
+                opts.gemm_min_tokens
+            } else {
+                usize::MAX
+            },
             ops: Ops::get(),
             pool,
             w,
