@@ -245,6 +245,7 @@ pub enum DispatchError {
 }
 
 /// The kernel table: every format's best implementation on this CPU.
+#[derive(Clone)]
 pub struct Kernels {
     /// The backend asked for (or detected as best).
     pub backend: Backend,
@@ -337,6 +338,15 @@ impl Kernels {
             acts,
             gemms,
         })
+    }
+
+    /// Replaces every weight format's `gemv` with `gemv` and drops the GEMMs
+    /// (the read-only table of [`crate::probe`]).
+    pub(crate) fn replace_products(&mut self, gemv: GemvFn) {
+        for fk in self.weights.iter_mut().flatten() {
+            fk.gemv = gemv;
+        }
+        self.gemms = [None; GGML_TYPE_COUNT];
     }
 
     /// Kernels for weights of type `t`, or `None` if pistil cannot compute with it.

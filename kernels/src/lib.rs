@@ -12,6 +12,8 @@
 //!   `vec_dot_<weight>_<activation>`.
 //! - [`dispatch`]: CPU features detected once at start-up fill a [`Kernels`]
 //!   table; one aarch64 binary serves every Pi. `PISTIL_KERNELS` overrides.
+//! - [`probe`]: the same table with products that only read their weights,
+//!   to measure the memory ceiling of decode (`pistil bench --ceiling`).
 //!
 //! Nothing here allocates in a hot loop, and nothing depends on `target-cpu`.
 
@@ -20,6 +22,7 @@ pub mod f16conv;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+pub mod probe;
 pub mod quants;
 pub mod types;
 

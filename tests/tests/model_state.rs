@@ -23,6 +23,7 @@ fn load_with(name: &str, prompt_gemm: bool) -> Model {
             // Every batch of 2+ tokens through the GEMMs (the default
             // threshold would leave these short prompts on gemv).
             gemm_min_tokens: 2,
+            ..LoadOptions::default()
         },
     )
     .unwrap()

@@ -99,6 +99,7 @@ fn load_model_with(name: &str, n_threads: usize, prompt_gemm: bool) -> Model {
             // Every batch of 2+ tokens through the GEMMs (the default
             // threshold would leave these short prompts on gemv).
             gemm_min_tokens: 2,
+            ..LoadOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"))

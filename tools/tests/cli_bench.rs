@@ -85,3 +85,51 @@ fn markdown_table_like_llama_bench() {
     );
     assert!(lines[2].contains(" ± "));
 }
+
+/// `--ceiling` adds a read-only row after each thread count's generation
+/// test (no prompt row: a prompt's speed is arithmetic, not reads).
+#[test]
+fn ceiling_adds_read_only_generation_rows() {
+    let m = model("tiny-qwen2.q8_0");
+    let o = pistil(&[
+        "bench",
+        "-m",
+        &m,
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-t",
+        "1,2",
+        "-r",
+        "1",
+        "-o",
+        "json",
+        "--ceiling",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON array");
+    let rows = v.as_array().unwrap();
+    let shape: Vec<(u64, u64, u64, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["n_threads"].as_u64().unwrap(),
+                r["n_prompt"].as_u64().unwrap(),
+                r["n_gen"].as_u64().unwrap(),
+                r["backends"].as_str().unwrap().ends_with("read-only)"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, 16, 0, false),
+            (1, 0, 4, false),
+            (1, 0, 4, true),
+            (2, 16, 0, false),
+            (2, 0, 4, false),
+            (2, 0, 4, true),
+        ]
+    );
+    assert!(rows.iter().all(|r| r["avg_ts"].as_f64().unwrap() > 0.0));
+}

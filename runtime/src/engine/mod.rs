@@ -425,6 +425,16 @@ impl LoadedModel {
 
     /// Loads from an already open GGUF (`load_time` then excludes the open).
     pub fn from_gguf(gguf: Arc<Gguf>, opts: &EngineOptions) -> Result<LoadedModel, EngineError> {
+        LoadedModel::from_gguf_with(gguf, opts, None)
+    }
+
+    /// [`LoadedModel::from_gguf`] computing with `kernels` instead of the
+    /// process's table when given (see [`LoadOptions::kernels`]).
+    pub fn from_gguf_with(
+        gguf: Arc<Gguf>,
+        opts: &EngineOptions,
+        kernels: Option<&'static pistil_kernels::Kernels>,
+    ) -> Result<LoadedModel, EngineError> {
         let t0 = Instant::now();
         let path = gguf.path().map(Path::to_path_buf).unwrap_or_default();
         let model = Model::load(
@@ -433,6 +443,7 @@ impl LoadedModel {
                 n_threads: opts.n_threads.max(1),
                 spin: if opts.spin { DEFAULT_SPIN } else { 0 },
                 prompt_gemm: opts.prompt_gemm,
+                kernels,
                 ..LoadOptions::default()
             },
         )?;

@@ -124,6 +124,10 @@ pub struct LoadOptions {
     /// ([`pistil_kernels::matmul::GEMM_MIN_TOKENS`]; shorter batches take
     /// `gemv`, which is faster there).
     pub gemm_min_tokens: usize,
+    /// The kernel table to compute with; `None` = the process's
+    /// ([`Kernels::try_get`]). `pistil bench --ceiling` passes
+    /// [`Kernels::read_probe`].
+    pub kernels: Option<&'static Kernels>,
 }
 
 impl Default for LoadOptions {
@@ -133,6 +137,7 @@ impl Default for LoadOptions {
             spin: DEFAULT_SPIN,
             prompt_gemm: true,
             gemm_min_tokens: pistil_kernels::matmul::GEMM_MIN_TOKENS,
+            kernels: None,
         }
     }
 }
@@ -252,7 +257,10 @@ impl Model {
     /// shape and type, and starts the thread pool. The weights stay in the
     /// file's memory.
     pub fn load(gguf: Arc<Gguf>, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let kernels = Kernels::try_get().map_err(ModelError::from)?;
+        let kernels = match opts.kernels {
+            Some(k) => k,
+            None => Kernels::try_get().map_err(ModelError::from)?,
+        };
         let config = Config::from_gguf(&gguf)?;
         let w = Weights::load(&gguf, kernels, &config)?;
         if opts.n_threads == 0 {

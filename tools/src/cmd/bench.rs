@@ -98,6 +98,11 @@ pub struct Args {
     /// Skip the warm-up run.
     #[arg(long)]
     pub no_warmup: bool,
+    /// Also run every generation test with weight products that only read
+    /// the weights (no arithmetic): the memory ceiling of decode on this
+    /// machine, through the same threads and matrices. Rows marked "read-only".
+    #[arg(long)]
+    pub ceiling: bool,
     /// Download a missing catalog model without asking.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -306,7 +311,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut json_rows: Vec<Value> = Vec::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for &nt in &threads {
+    // The real kernels, then (with --ceiling) the read-only table, which only
+    // makes sense for generation: a prompt is bound by arithmetic, not reads.
+    let mut variants: Vec<(Option<&'static Kernels>, String)> = vec![(None, backend.clone())];
+    if args.ceiling {
+        let probe = Kernels::read_probe().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let name = format!("{} read-only", probe.backend.name());
+        variants.push((Some(probe), format!("CPU ({name})")));
+    }
+    for (&nt, (kernels, backend)) in threads
+        .iter()
+        .flat_map(|nt| variants.iter().map(move |v| (nt, v)))
+    {
         let opts = EngineOptions {
             n_threads: nt,
             n_ctx: 1,
@@ -316,7 +332,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             spin: true,
             prompt_gemm: true,
         };
-        let lm = LoadedModel::from_gguf(gguf.clone(), &opts)
+        let lm = LoadedModel::from_gguf_with(gguf.clone(), &opts, *kernels)
             .with_context(|| format!("loading {}", path.display()))?;
         let model = &lm.model;
         let n_vocab = model.vocab_size() as u32;
@@ -324,7 +340,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let tests: Vec<(usize, usize)> = args
             .n_prompt
             .iter()
-            .filter(|&&p| p > 0)
+            .filter(|&&p| p > 0 && kernels.is_none())
             .map(|&p| (p, 0))
             .chain(args.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)))
             .collect();
@@ -380,10 +396,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 test_time,
             };
             if md {
-                print_md_row(&mtype, size, n_params, &backend, &r);
+                print_md_row(&mtype, size, n_params, backend, &r);
             } else {
                 json_rows.push(json_row(
-                    &r, &mtype, size, n_params, &backend, &cpu, &filename, &args,
+                    &r, &mtype, size, n_params, backend, &cpu, &filename, &args,
                 ));
             }
         }
