@@ -351,6 +351,15 @@ impl Attn<'_> {
             unsafe { out.slice(t * c.attn_out_dim() + h * dv, dv) }
         };
 
+        // Element d of every (token, head) output from its lanes.
+        let store = |lanes: &[[f32; 16]], d: usize| {
+            for (r, l) in lanes.iter().enumerate() {
+                if let Some(o) = dst(ts.start + r / nh, hs.start + r % nh).get_mut(d) {
+                    *o = fdot::reduce(l);
+                }
+            }
+        };
+
         // out = Σ p[j] V[j]: lanes by absolute position, as tinyBLAS over cells.
         match &self.layer.v {
             KvBuf::F32(vb) => {
@@ -365,25 +374,11 @@ impl Attn<'_> {
                         for (seg, first) in
                             [(&row[s0..s0 + n1], sp.lo), (&row[..len - n1], sp.lo + n1)]
                         {
-                            let o = first - sp.a0;
-                            for r0 in (ti * nh..(ti + 1) * nh).step_by(TILE) {
-                                let m = ((ti + 1) * nh - r0).min(TILE);
-                                for (q, r) in qs
-                                    .iter_mut()
-                                    .zip(scores[r0 * stride..].chunks(stride))
-                                    .take(m)
-                                {
-                                    *q = &r[o..o + seg.len()];
-                                }
-                                fdot::dot_lanes_multi(seg, &qs[..m], first, &mut lanes[r0..r0 + m]);
-                            }
+                            let rows = ti * nh..(ti + 1) * nh;
+                            add_pv(seg, first, first - sp.a0, rows, scores, stride, lanes);
                         }
                     }
-                    for (r, l) in lanes.iter().enumerate() {
-                        if let Some(o) = dst(ts.start + r / nh, hs.start + r % nh).get_mut(d) {
-                            *o = fdot::reduce(l);
-                        }
-                    }
+                    store(lanes, d);
                 }
             }
             KvBuf::F16(vb) => {
@@ -411,30 +406,13 @@ impl Attn<'_> {
                             if x0 >= x1 {
                                 continue;
                             }
-                            for r0 in (ti * nh..(ti + 1) * nh).step_by(TILE) {
-                                let m = ((ti + 1) * nh - r0).min(TILE);
-                                for (q, r) in qs
-                                    .iter_mut()
-                                    .zip(scores[r0 * stride..].chunks(stride))
-                                    .take(m)
-                                {
-                                    *q = &r[x0 - sp.a0..x1 - sp.a0];
-                                }
-                                fdot::dot_lanes_multi(
-                                    &v32[x0 - c0..x1 - c0],
-                                    &qs[..m],
-                                    x0,
-                                    &mut lanes[r0..r0 + m],
-                                );
-                            }
+                            let rows = ti * nh..(ti + 1) * nh;
+                            let seg = &v32[x0 - c0..x1 - c0];
+                            add_pv(seg, x0, x0 - sp.a0, rows, scores, stride, lanes);
                         }
                         c0 = c1;
                     }
-                    for (r, l) in lanes.iter().enumerate() {
-                        if let Some(o) = dst(ts.start + r / nh, hs.start + r % nh).get_mut(d) {
-                            *o = fdot::reduce(l);
-                        }
-                    }
+                    store(lanes, d);
                 }
             }
             KvBuf::Q8(vb) => {
@@ -455,5 +433,31 @@ impl Attn<'_> {
                 }
             }
         }
+    }
+}
+
+/// `lanes[r] += Σ_j seg[j] · p_r[q0 + j]` for the score rows `rows` (`p_r` =
+/// `scores[r·stride..]`), lanes by absolute position (`first + j`), up to
+/// [`TILE`] rows per [`fdot::dot_lanes_multi`] call.
+fn add_pv(
+    seg: &[f32],
+    first: usize,
+    q0: usize,
+    rows: std::ops::Range<usize>,
+    scores: &[f32],
+    stride: usize,
+    lanes: &mut [[f32; 16]],
+) {
+    let mut qs: [&[f32]; TILE] = [&[]; TILE];
+    for r0 in rows.clone().step_by(TILE) {
+        let m = (rows.end - r0).min(TILE);
+        for (q, r) in qs
+            .iter_mut()
+            .zip(scores[r0 * stride..].chunks(stride))
+            .take(m)
+        {
+            *q = &r[q0..q0 + seg.len()];
+        }
+        fdot::dot_lanes_multi(seg, &qs[..m], first, &mut lanes[r0..r0 + m]);
     }
 }
