@@ -259,11 +259,125 @@ mod fma {
     }
 }
 
+/// `lanes_multi` in AVX-512 intrinsics: 16 lanes are one register, so each
+/// query's accumulator stays in a register for the whole run, and the head
+/// (positions before the next lane-0 boundary) and the tail are one masked
+/// fused multiply-add each instead of a scalar loop. Lane `k` of every step
+/// holds position `≡ k (mod 16)`, so every lane sees the same fused
+/// multiply-adds in the same order as [`lanes_body`]: bit-identical.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    /// `lanes[i] += ps[i] ⊙ v` by lane, for `NQ` queries.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `ps` and `lanes` hold at least `NQ` entries.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const NQ: usize>(
+        v: &[f32],
+        ps: &[&[f32]],
+        first: usize,
+        lanes: &mut [[f32; 16]],
+    ) {
+        let n = ps[..NQ].iter().fold(v.len(), |n, p| n.min(p.len()));
+        let pp: [*const f32; NQ] = core::array::from_fn(|q| ps[q].as_ptr());
+        let vp = v.as_ptr();
+        // SAFETY: lanes[q] is 16 f32 (64 bytes); unaligned loads.
+        let mut acc: [__m512; NQ] =
+            core::array::from_fn(|q| unsafe { _mm512_loadu_ps(lanes[q].as_ptr()) });
+        // One masked step: lanes `mask` of the 16 values at `i - h` (element
+        // `i - h + k` in lane k). Masked-off lanes are neither read nor changed.
+        let step = |acc: &mut [__m512; NQ], i: usize, h: usize, mask: __mmask16| {
+            // SAFETY: every unmasked lane k reads element i - h + k, which is
+            // < n (the callers' masks), of `v` and of each query; masked-off
+            // lanes are not accessed, so the pointer may point before the slice
+            // (wrapping arithmetic, never dereferenced there).
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(mask, vp.wrapping_add(i).wrapping_sub(h));
+                for q in 0..NQ {
+                    let y = _mm512_maskz_loadu_ps(mask, pp[q].wrapping_add(i).wrapping_sub(h));
+                    acc[q] = _mm512_mask3_fmadd_ps(y, x, acc[q], mask);
+                }
+            }
+        };
+        let h = first % 16;
+        let mut i = 0;
+        if h != 0 && n > 0 {
+            let cnt = (16 - h).min(n);
+            step(&mut acc, 0, h, (((1u32 << cnt) - 1) << h) as u16);
+            i = cnt;
+        }
+        while i + 16 <= n {
+            // SAFETY: elements i..i+16 < n of `v` and of each query.
+            unsafe {
+                let x = _mm512_loadu_ps(vp.add(i));
+                for q in 0..NQ {
+                    acc[q] = _mm512_fmadd_ps(_mm512_loadu_ps(pp[q].add(i)), x, acc[q]);
+                }
+            }
+            i += 16;
+        }
+        if i < n {
+            step(&mut acc, i, 0, ((1u32 << (n - i)) - 1) as u16);
+        }
+        for q in 0..NQ {
+            // SAFETY: lanes[q] is 16 f32.
+            unsafe { _mm512_storeu_ps(lanes[q].as_mut_ptr(), acc[q]) };
+        }
+    }
+
+    /// Up to 8 queries per pass over `v`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, lanes: &mut [[f32; 16]]) {
+        let n = ps.len().min(lanes.len());
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(8);
+            let (p, l) = (&ps[i..i + m], &mut lanes[i..i + m]);
+            // SAFETY: AVX-512F per the caller; p and l hold m entries.
+            unsafe {
+                match m {
+                    8 => tile::<8>(v, p, first, l),
+                    7 => tile::<7>(v, p, first, l),
+                    6 => tile::<6>(v, p, first, l),
+                    5 => tile::<5>(v, p, first, l),
+                    4 => tile::<4>(v, p, first, l),
+                    3 => tile::<3>(v, p, first, l),
+                    2 => tile::<2>(v, p, first, l),
+                    _ => tile::<1>(v, p, first, l),
+                }
+            }
+            i += m;
+        }
+    }
+
+    fn w_lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
+        // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
+        // confirmed avx512f on this CPU.
+        unsafe { lanes_multi(v, ps, first, l) }
+    }
+
+    /// The AVX2+FMA table with `lanes_multi` in AVX-512. (`vecdot_multi` keeps
+    /// the compiled AVX2 body: it has no scalar head, and it is a smaller share.)
+    pub(super) fn table() -> Option<super::Table> {
+        let fma = super::fma::table()?;
+        std::arch::is_x86_feature_detected!("avx512f").then_some(super::Table {
+            vecdot_multi: fma.vecdot_multi,
+            lanes_multi: w_lanes_multi,
+        })
+    }
+}
+
 fn table() -> &'static Table {
     static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = fma::table() {
+        if let Some(t) = avx512::table().or_else(fma::table) {
             return t;
         }
         portable()
@@ -310,21 +424,21 @@ mod tests {
     #[test]
     fn multi_equals_single() {
         #[cfg(target_arch = "x86_64")]
-        let tables = [Some(portable()), fma::table()];
+        let tables = [Some(portable()), fma::table(), avx512::table()];
         #[cfg(not(target_arch = "x86_64"))]
         let tables = [Some(portable())];
-        for n in [1, 15, 16, 17, 64, 100, 256, 333] {
+        for n in [0, 1, 2, 14, 15, 16, 17, 31, 64, 100, 256, 333] {
             let k = data(n, 9);
-            let qs: Vec<Vec<f32>> = (0..7).map(|i| data(n, 20 + i)).collect();
+            let qs: Vec<Vec<f32>> = (0..11).map(|i| data(n, 20 + i)).collect();
             let qr: Vec<&[f32]> = qs.iter().map(|q| &q[..]).collect();
             for t in tables.iter().flatten() {
-                for m in 1..=7 {
+                for m in 1..=11 {
                     let mut out = vec![0f32; m];
                     (t.vecdot_multi)(&k, &qr[..m], &mut out);
                     for (o, q) in out.iter().zip(&qr) {
                         assert_eq!(o.to_bits(), vecdot_body(q, &k).to_bits(), "n {n} m {m}");
                     }
-                    for first in [0, 3, 16, 21] {
+                    for first in [0, 1, 3, 15, 16, 21, 31] {
                         let mut lanes = vec![[0.5f32; 16]; m];
                         (t.lanes_multi)(&k, &qr[..m], first, &mut lanes);
                         for (l, q) in lanes.iter().zip(&qr) {
