@@ -259,12 +259,14 @@ mod fma {
     }
 }
 
-/// `lanes_multi` in AVX-512 intrinsics: 16 lanes are one register, so each
-/// query's accumulator stays in a register for the whole run, and the head
+/// Both orders in AVX-512 intrinsics: 16 lanes are one register, so every
+/// accumulator stays in a register for the whole run (the compiled AVX2 bodies
+/// hold 16 lanes in two registers and spill them). In `lanes_multi` the head
 /// (positions before the next lane-0 boundary) and the tail are one masked
-/// fused multiply-add each instead of a scalar loop. Lane `k` of every step
+/// fused multiply-add each instead of a scalar loop; lane `k` of every step
 /// holds position `≡ k (mod 16)`, so every lane sees the same fused
-/// multiply-adds in the same order as [`lanes_body`]: bit-identical.
+/// multiply-adds in the same order as [`lanes_body`]. Both are bit-identical
+/// to the portable bodies (tested).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use core::arch::x86_64::*;
@@ -356,18 +358,97 @@ mod avx512 {
         }
     }
 
+    /// Sum of the 16 lanes in [`super::tree16`]'s order.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn tree16(x: __m512) -> f32 {
+        let t8 = _mm256_add_ps(
+            _mm512_castps512_ps256(x),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))),
+        );
+        let t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps::<1>(t8));
+        let t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)))
+    }
+
+    /// `out[i] = k · qs[i]` in `ggml_vec_dot_f32`'s order ([`super::vecdot_body`])
+    /// for `NQ` queries: four accumulators of 16 lanes each, in registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `qs` and `out` hold at least `NQ` entries.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    // Queries, their pointers and their accumulators are parallel arrays.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn dot_tile<const NQ: usize>(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+        let n = qs[..NQ].iter().fold(k.len(), |n, q| n.min(q.len()));
+        let np = n / 64 * 64;
+        let qp: [*const f32; NQ] = core::array::from_fn(|q| qs[q].as_ptr());
+        let kp = k.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
+        let mut c = 0;
+        while c < np {
+            for j in 0..4 {
+                // SAFETY: elements c..c+64 < n of `k` and of each query.
+                unsafe {
+                    let x = _mm512_loadu_ps(kp.add(c + 16 * j));
+                    for q in 0..NQ {
+                        let y = _mm512_loadu_ps(qp[q].add(c + 16 * j));
+                        acc[q][j] = _mm512_fmadd_ps(y, x, acc[q][j]);
+                    }
+                }
+            }
+            c += 64;
+        }
+        for q in 0..NQ {
+            let a = &acc[q];
+            let r = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+            let mut s = tree16(r);
+            for i in np..n {
+                s = qs[q][i].mul_add(k[i], s);
+            }
+            out[q] = s;
+        }
+    }
+
+    /// Up to 4 queries per pass over `k`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+        let n = qs.len().min(out.len());
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(4);
+            let (q, o) = (&qs[i..i + m], &mut out[i..i + m]);
+            // SAFETY: AVX-512F per the caller; q and o hold m entries.
+            unsafe {
+                match m {
+                    4 => dot_tile::<4>(k, q, o),
+                    3 => dot_tile::<3>(k, q, o),
+                    2 => dot_tile::<2>(k, q, o),
+                    _ => dot_tile::<1>(k, q, o),
+                }
+            }
+            i += m;
+        }
+    }
+
     fn w_lanes_multi(v: &[f32], ps: &[&[f32]], first: usize, l: &mut [[f32; 16]]) {
         // SAFETY: installed by `table()` only after `is_x86_feature_detected!`
         // confirmed avx512f on this CPU.
         unsafe { lanes_multi(v, ps, first, l) }
     }
+    fn w_vecdot_multi(k: &[f32], qs: &[&[f32]], out: &mut [f32]) {
+        // SAFETY: as for `w_lanes_multi`.
+        unsafe { vecdot_multi(k, qs, out) }
+    }
 
-    /// The AVX2+FMA table with `lanes_multi` in AVX-512. (`vecdot_multi` keeps
-    /// the compiled AVX2 body: it has no scalar head, and it is a smaller share.)
+    /// AVX-512F.
     pub(super) fn table() -> Option<super::Table> {
-        let fma = super::fma::table()?;
         std::arch::is_x86_feature_detected!("avx512f").then_some(super::Table {
-            vecdot_multi: fma.vecdot_multi,
+            vecdot_multi: w_vecdot_multi,
             lanes_multi: w_lanes_multi,
         })
     }
