@@ -25,6 +25,9 @@
 //! - Time to first token from a warm page cache: wall time of
 //!   `pistil run -n 1 --raw --temp 0` against the driver's time from before
 //!   its model load to its first greedy token (Python's start-up excluded).
+//! - With `--ceiling`, each pistil run also times the same decode with weight
+//!   products that only read their weights (`pistil bench --ceiling`): a row
+//!   of its own, and per round the real decode over the read-only one.
 //! - Bandwidth: a 2-thread streaming read of a 1 GiB buffer (best 64 MiB block
 //!   of 5 passes, as the kernel bench measures it); each tg figure is also shown
 //!   as bytes of weights read per token × t/s as a % of it.
@@ -64,6 +67,7 @@ struct Opts {
     markdown: Option<PathBuf>,
     json: Option<PathBuf>,
     insns: bool,
+    ceiling: bool,
     plugin: Option<PathBuf>,
     cpus: Vec<String>,
     insn_tokens: (usize, usize),
@@ -85,6 +89,7 @@ fn usage() -> &'static str {
        --bandwidth GBPS        skip the read-bandwidth measurement\n  \
        --no-ttft               skip the time-to-first-token runs\n  \
        --llama-no-repack       llama.cpp without weight repacking (default: its default, on)\n  \
+       --ceiling               also pistil's read-only decode (`pistil bench --ceiling`) each round\n  \
        --markdown FILE         also write the report as markdown\n  \
        --json FILE             also write every sample as JSON\n  \
        --insns                 aarch64 instructions per token under qemu instead of timings\n  \
@@ -108,6 +113,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         markdown: None,
         json: None,
         insns: false,
+        ceiling: false,
         plugin: None,
         cpus: vec!["cortex-a76".into(), "cortex-a72".into()],
         insn_tokens: (4, 12),
@@ -169,6 +175,10 @@ fn parse(args: &[String]) -> Result<Opts> {
             }
             "--insns" => {
                 o.insns = true;
+                takes_value = false;
+            }
+            "--ceiling" => {
+                o.ceiling = true;
                 takes_value = false;
             }
             "-h" | "--help" => {
@@ -485,6 +495,8 @@ struct Side {
     /// Seconds per repetition, one per round.
     pp_s: Vec<f64>,
     tg_s: Vec<f64>,
+    /// pistil with `--ceiling`: the read-only decode's seconds per repetition.
+    ceiling_tg_s: Vec<f64>,
     /// Peak RSS (VmHWM) and anonymous memory per process, kB.
     hwm: Vec<u64>,
     anon: Vec<u64>,
@@ -541,6 +553,9 @@ fn compare(
                     cmd.arg("bench").arg("-m").arg(model);
                     cmd.args(["-t", &threads.to_string(), "-r", "1", "-o", "json"]);
                     cmd.args(["-p", &o.n_prompt.to_string(), "-n", &o.n_gen.to_string()]);
+                    if o.ceiling {
+                        cmd.arg("--ceiling");
+                    }
                     let s = run_sampled(&mut cmd)?;
                     let v: Value = serde_json::from_str(s.stdout.trim())
                         .with_context(|| format!("pistil bench printed no JSON:\n{}", s.stdout))?;
@@ -573,18 +588,23 @@ fn compare(
 }
 
 /// Appends the seconds of the pp and tg rows (`n_prompt`/`n_gen`, `samples_ns`)
-/// of a llama-bench-like JSON array.
+/// of a llama-bench-like JSON array; the tg rows of `pistil bench --ceiling`'s
+/// read-only decode (backend "… read-only") go to `ceiling_tg_s`.
 fn take_samples(side: &mut Side, rows: &Value) -> Result<()> {
     let rows = rows.as_array().context("expected a JSON array of tests")?;
     for row in rows {
         let np = row["n_prompt"].as_u64().unwrap_or(0);
         let ng = row["n_gen"].as_u64().unwrap_or(0);
+        let read_only = row["backends"]
+            .as_str()
+            .is_some_and(|b| b.contains("read-only"));
         let ns = row["samples_ns"]
             .as_array()
             .context("a test without samples_ns")?;
         for s in ns.iter().filter_map(Value::as_f64) {
             match (np, ng) {
-                (p, 0) if p > 0 => side.pp_s.push(s / 1e9),
+                (p, 0) if p > 0 && !read_only => side.pp_s.push(s / 1e9),
+                (0, g) if g > 0 && read_only => side.ceiling_tg_s.push(s / 1e9),
                 (0, g) if g > 0 => side.tg_s.push(s / 1e9),
                 _ => {}
             }
@@ -648,7 +668,7 @@ impl Comparison {
     fn to_json(&self, model: &Path, threads: usize, info: &WeightInfo) -> Value {
         let side = |s: &Side| {
             serde_json::json!({
-                "pp_s": s.pp_s, "tg_s": s.tg_s, "vm_hwm_kb": s.hwm, "peak_rss_anon_kb": s.anon,
+                "pp_s": s.pp_s, "tg_s": s.tg_s, "ceiling_tg_s": s.ceiling_tg_s, "vm_hwm_kb": s.hwm, "peak_rss_anon_kb": s.anon,
                 "rss_file_kb": s.file, "interpreter_anon_kb": s.baseline_anon,
             })
         };
@@ -1090,6 +1110,38 @@ impl Report {
                 "| llama.cpp | CPU | {test} | {:.2} | {ml:.2} ± {sl:.2} | |",
                 median(&llama)
             ));
+            let ceiling: Vec<f64> = c
+                .ours
+                .ceiling_tg_s
+                .iter()
+                .map(|&t| c.n_gen as f64 / t)
+                .collect();
+            if !pp && !ceiling.is_empty() {
+                let (mc, sc) = mean_sd(&ceiling);
+                self.line(format!(
+                    "| pistil, weights only read (`--ceiling`) | {ours_backend} read-only | {test} | {:.2} | \
+                     {mc:.2} ± {sc:.2} | {:.2}× |",
+                    median(&ceiling),
+                    median(&ceiling) / median(&llama)
+                ));
+            }
+        }
+        if !c.ours.ceiling_tg_s.is_empty() && o.n_gen > 0 {
+            // Per round: the real decode over the read-only one of the same process.
+            let per_round: Vec<f64> = c
+                .ours
+                .tg_s
+                .iter()
+                .zip(&c.ours.ceiling_tg_s)
+                .map(|(r, q)| q / r)
+                .collect();
+            self.line(format!(
+                "\npistil's decode / its read-only decode (the same process, per round): median {:.2} \
+                 (rounds: {}). Near 1: the weights' arithmetic costs nothing beyond reading them \
+                 through this pipeline.",
+                median(&per_round),
+                per_round.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+            ));
         }
         if o.n_gen > 0 {
             if let Some(b) = bw.get(threads) {
@@ -1269,4 +1321,26 @@ fn build_plugin() -> Result<PathBuf> {
         bail!("building the qemu plugin failed ({s})");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pistil bench --ceiling -o json` rows: the read-only tg row is kept
+    /// apart from the real one, and pp rows go to pp.
+    #[test]
+    fn ceiling_rows_are_kept_apart() {
+        let rows = serde_json::json!([
+            {"n_prompt": 512, "n_gen": 0, "backends": "CPU (avx512)", "samples_ns": [2e9]},
+            {"n_prompt": 0, "n_gen": 128, "backends": "CPU (avx512)", "samples_ns": [4e9]},
+            {"n_prompt": 0, "n_gen": 128, "backends": "CPU (avx512 read-only)", "samples_ns": [3e9]},
+        ]);
+        let mut side = Side::default();
+        take_samples(&mut side, &rows).unwrap();
+        assert_eq!(side.pp_s, [2.0]);
+        assert_eq!(side.tg_s, [4.0]);
+        assert_eq!(side.ceiling_tg_s, [3.0]);
+        assert!(take_samples(&mut side, &serde_json::json!({})).is_err());
+    }
 }

@@ -144,9 +144,9 @@ pub(crate) unsafe fn run_gemv(
 /// group. One group on is far enough for long rows (4 rows of 4096 Q8_0
 /// values are 17 KiB) but not for short ones: Gemma 3's output matrix has
 /// 640-value rows, a group of 2.7 KiB, and one group on is read before the
-/// line arrives. Measured on x86 (2 threads, gemma3:270m decode): prefetching
-/// 8 KiB on instead of one group made decode 1.2–1.3× faster; 5, 8 or 16 KiB
-/// were alike.
+/// line arrives. Measured on x86 (gemma3:270m decode): 2 groups on instead of
+/// one made decode 1.27× faster on 2 threads, 1.38× on one; 2, 3, 4 or 6
+/// groups on (5–16 KiB) were within 2.5% of each other.
 const PREFETCH_DISTANCE: usize = 8 << 10;
 
 /// The prefetch offset of a group of `rows` rows `row_bytes` apart: the same
@@ -541,12 +541,12 @@ pub(crate) mod x86 {
         unsafe fn dot2(wa: *const u8, ylo: __m256i, yhi: __m256i, s: Self::Shared2) -> __m256;
     }
 
-    /// Prefetch (to L2) the `span` bytes `ahead` ([`crate::quants::q8_0::prefetch_ahead`]) of each of
-    /// the `R` rows at `wb`. R interleaved row streams defeat the hardware
-    /// prefetcher; fetching a later group's rows while this group is computed
-    /// keeps a multi-row matvec as fast from DRAM as a single sequential
-    /// stream. A prefetch is a hint that never faults, hence `wrapping_add`
-    /// past the end of the matrix.
+    /// Prefetch (to L2) the `span` bytes `ahead`
+    /// ([`crate::quants::q8_0::prefetch_ahead`]) of each of the `R` rows at
+    /// `wb`. R interleaved row streams defeat the hardware prefetcher; fetching
+    /// a later group's rows while this group is computed keeps a multi-row
+    /// matvec as fast from DRAM as a single sequential stream. A prefetch is a
+    /// hint that never faults, hence `wrapping_add` past the end of the matrix.
     #[inline(always)]
     fn prefetch_rows<const R: usize>(wb: *const u8, row_bytes: usize, ahead: usize, span: usize) {
         for r in 0..R {
